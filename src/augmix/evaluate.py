@@ -1,0 +1,122 @@
+"""Evaluation: predictions once per (model, split), every metric computed from arrays, tidy rows out.
+
+Clean evaluation never touches the shared arrays (REF `test_c` overwrote the test set in place, so
+clean accuracy had to be measured first); every corruption file is read into its own array.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from augmix import io, metrics
+from augmix.config import Params
+
+EVAL_SECTIONS = ["data", "corruptions", "eval", "train"]
+
+
+def _scores(logits: torch.Tensor, labels: np.ndarray, params: Params) -> dict[str, float]:
+    probs = torch.softmax(logits.float(), 1).cpu().numpy()
+    pred = probs.argmax(1)
+    confidence = probs.max(1)
+    correct = pred == labels
+    return {
+        "error": float(metrics.error(pred, labels)),
+        "rms_calib": float(metrics.rms_calibration_error(
+            confidence, correct, bin_size=params.eval.calib_bin_size, mode=params.eval.calib_mode)),
+        "brier": float(metrics.brier_score(probs, labels)),
+        "n": int(len(labels)),
+    }
+
+
+def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    params: Params,
+    *,
+    identity: dict[str, str],
+    test: tuple[np.ndarray, np.ndarray],
+    c_dir: Path | None,
+    p_dir: Path | None,
+    device: torch.device,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
+    """Rows (benchmark, corruption, severity, error, rms_calib, brier, n) and -P rows for one model."""
+    from augmix.train import predict_logits
+
+    autocast = device.type == "cuda" and params.train.bf16
+    bs = params.eval.batch_size
+    x, y = test
+    logits = predict_logits(model, _to_tensor(x, device), bs, autocast=autocast)
+    rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
+    probs = torch.softmax(logits, 1).cpu().numpy()
+    extras = {"confidence": probs.max(1), "correct": probs.argmax(1) == y}
+
+    if c_dir is not None:
+        labels_all = np.load(c_dir / "labels.npy")
+        n_sev = len(params.corruptions.severities)
+        for name in params.corruptions.names:
+            images = np.load(c_dir / f"{name}.npy", mmap_mode="r")
+            if len(images) != len(labels_all):
+                raise ValueError(f"{c_dir / name}.npy has {len(images)} images, labels.npy {len(labels_all)}")
+            per = len(images) // n_sev
+            for i, severity in enumerate(params.corruptions.severities):
+                block = slice(i * per, (i + 1) * per)
+                lg = predict_logits(model, _to_tensor(images[block], device), bs, autocast=autocast)
+                rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
+                             **_scores(lg, labels_all[block], params)})
+    frame = pd.DataFrame(rows)
+    for k, v in reversed(list(identity.items())):
+        frame.insert(0, k, v)
+
+    p_frame = None
+    if p_dir is not None and params.corruptions.perturbations:
+        p_rows = []
+        for name in params.corruptions.perturbations:
+            seqs = np.load(p_dir / f"{name}.npy", mmap_mode="r")  # (n_seq, T, H, W, 3) uint8
+            n_seq, t = seqs.shape[:2]
+            flat = np.asarray(seqs).reshape(n_seq * t, *seqs.shape[2:])
+            lg = predict_logits(model, _to_tensor(flat, device), bs, autocast=autocast)
+            top5 = lg.topk(5, 1).indices.cpu().numpy().reshape(n_seq, t, 5)
+            preds = top5[..., 0]
+            noise = name in metrics.NOISE_PERTURBATIONS
+            p_rows.append({**identity, "perturbation": name,
+                           "flip_prob": float(metrics.flip_probability(preds, noise=noise)),
+                           "top5_dist": float(metrics.top5_distance(top5, noise=noise)),
+                           "n_sequences": int(n_seq)})
+        p_frame = pd.DataFrame(p_rows)
+
+    c_rows = frame[frame.benchmark == "c"]
+    summary: dict[str, Any] = {
+        "clean_error": float(frame.error.iloc[0]),
+        "rms_calib_clean": float(frame.rms_calib.iloc[0]),
+        "brier_clean": float(frame.brier.iloc[0]),
+        "calib_mode": params.eval.calib_mode,
+    }
+    if len(c_rows):
+        per_corruption = c_rows.groupby("corruption", sort=False).error.mean().to_dict()
+        summary["corruption_error"] = float(np.mean(list(per_corruption.values())))
+        summary["rms_calib_c"] = float(c_rows.rms_calib.mean())
+        summary["per_corruption"] = {k: float(v) for k, v in per_corruption.items()}
+    if p_frame is not None:
+        summary["mean_flip_prob"] = float(p_frame.flip_prob.mean())
+    summary["extras"] = extras
+    return frame, p_frame, summary
+
+
+def write_results(out_dir: Path, frame: pd.DataFrame, p_frame: pd.DataFrame | None, summary: dict[str, Any]) -> list[Path]:
+    extras = summary.pop("extras")
+    written = [io.write_csv(out_dir / "eval.csv", frame)]
+    if p_frame is not None:
+        written.append(io.write_csv(out_dir / "eval_p.csv", p_frame))
+    with io.atomic_path(out_dir / "predictions_clean.npz", suffix=".npz") as tmp:
+        np.savez(tmp, **extras)
+    written.append(out_dir / "predictions_clean.npz")
+    written.append(io.write_json(out_dir / "metrics.json", summary))
+    return written

@@ -1,0 +1,159 @@
+"""The pipeline stages: each opens its tracking run, calls the library, writes its outputs.
+
+Paths are fixed here and shared by both orchestrators (dvc.yaml and workflow/rules/*.smk spell the
+same ones): data/raw/<dataset>, data/corrupted/<dataset>/{C,P}, results/<dataset>/<arch>/<method>,
+report/. Checkpoints for resuming live in checkpoints/, outside DVC's outputs, so DVC's cleaning of
+outputs before a re-run cannot delete them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from augmix import io, tracking
+from augmix.config import Params, to_dict
+
+DOWNLOAD_SECTIONS = ["seed", "data"]
+CORRUPT_SECTIONS = ["data", "corruptions"]
+REPORT_SECTIONS = ["grid", "eval"]
+
+
+@dataclass(frozen=True)
+class Paths:
+    params: Params
+
+    def raw(self, dataset: str) -> Path:
+        return Path(self.params.data.root) / "raw" / dataset
+
+    def corrupted(self, dataset: str) -> Path:
+        return Path(self.params.data.root) / "corrupted" / dataset
+
+    def results(self, dataset: str, arch: str, method: str) -> Path:
+        return Path("results") / dataset / arch / method
+
+    def checkpoint(self, dataset: str, arch: str, method: str) -> Path:
+        return Path("checkpoints") / dataset / arch / method / "last.pt"
+
+    report = Path("report")
+
+
+def download(params: Params, dataset: str) -> Path:
+    from augmix import data
+
+    with tracking.stage_run(params, stage="download", sections=DOWNLOAD_SECTIONS,
+                            identity={"dataset": dataset}) as run:
+        out = data.prepare(dataset, params.data.root, download=params.data.download,
+                           test_fraction=params.data.digits_test_fraction, seed=params.seed,
+                           imagenet_dir=params.data.imagenet_dir)
+        if dataset != "imagenet":
+            n_train = len(data.load_split(out, "train")[1])
+            n_test = len(data.load_split(out, "test")[1])
+            run.log_metrics({"n_train": n_train, "n_test": n_test})
+            print(f"[download] {dataset}: {n_train} train / {n_test} test images in {out}", flush=True)
+    return out
+
+
+def corrupt(params: Params, dataset: str) -> Path:
+    from augmix import corruptions, data
+
+    paths = Paths(params)
+    out = paths.corrupted(dataset)
+    cp = params.corruptions
+    with tracking.stage_run(params, stage="corrupt", sections=CORRUPT_SECTIONS,
+                            identity={"dataset": dataset}) as run:
+        with io.atomic_dir(out) as tmp:
+            if cp.source == "official":
+                corruptions.fetch_official(dataset, tmp / "C", downloads=Path(params.data.root) / "downloads",
+                                           download=params.data.download, imagenet_c_dir=params.data.imagenet_c_dir)
+            else:
+                x, y = data.load_split(paths.raw(dataset), "test", params.data.max_test)
+                corruptions.build_c_set(x, y, tmp / "C", names=list(cp.names), severities=list(cp.severities),
+                                        seed=cp.seed, table="cifar")
+                if cp.perturbations:
+                    corruptions.build_p_set(x, y, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
+            (tmp / "P").mkdir(exist_ok=True)
+        sheet = out / "C" / "contact_sheet.png"
+        if sheet.exists():
+            run.log_artifact(sheet)
+    print(f"[corrupt] {dataset}: {len(cp.names)} corruptions x {len(cp.severities)} severities in {out}", flush=True)
+    return out
+
+
+def train(params: Params, dataset: str, arch: str, method: str, *, stop_after_epoch: int | None = None) -> dict[str, Any]:
+    from augmix import train as training
+
+    paths = Paths(params)
+    out = paths.results(dataset, arch, method)
+    identity = {"dataset": dataset, "arch": arch, "method": method}
+    with tracking.stage_run(params, stage="train", sections=training.TRAIN_SECTIONS, identity=identity) as run:
+        summary = training.train(params, dataset=dataset, arch=arch, method=method, raw_dir=paths.raw(dataset),
+                                 out_dir=out, checkpoint=paths.checkpoint(dataset, arch, method), run=run,
+                                 stop_after_epoch=stop_after_epoch)
+        if "stopped_after_epoch" not in summary:
+            io.write_text(out / "params.resolved.yaml", _yaml(to_dict(params)))
+            run.log_artifact(out / "train_log.csv")
+            run.log_artifact(out / "train_summary.json")
+            run.log_artifact(out / "params.resolved.yaml")
+            run.set_tags({"model_md5": io.file_digest(out / "model.pt")})
+    return summary
+
+
+def evaluate(params: Params, dataset: str, arch: str, method: str, *, model_path: Path | None = None,
+             out_dir: Path | None = None) -> dict[str, Any]:
+    import torch
+
+    from augmix import data
+    from augmix import evaluate as ev
+    from augmix.train import load_model, pick_device
+
+    paths = Paths(params)
+    model_path = model_path or paths.results(dataset, arch, method) / "model.pt"
+    out_dir = out_dir or paths.results(dataset, arch, method)
+    if not Path(model_path).is_file():
+        raise FileNotFoundError(f"model {model_path} not found: run `augmix train --dataset {dataset} "
+                                f"--arch {arch} --method {method}` first, or pass --checkpoint")
+    identity = {"dataset": dataset, "arch": arch, "method": method}
+    with tracking.stage_run(params, stage="evaluate", sections=ev.EVAL_SECTIONS, identity=identity) as run:
+        if params.train.threads:
+            torch.set_num_threads(params.train.threads)
+        device = pick_device(params.train.device)
+        model, _ = load_model(Path(model_path), device)
+        test = data.load_split(paths.raw(dataset), "test", params.data.max_test)
+        c_dir = paths.corrupted(dataset) / "C"
+        p_dir = paths.corrupted(dataset) / "P"
+        frame, p_frame, summary = ev.evaluate_model(
+            model, params, identity=identity, test=test, c_dir=c_dir if c_dir.is_dir() else None,
+            p_dir=p_dir if p_dir.is_dir() else None, device=device)
+        if p_frame is None:
+            import pandas as pd
+
+            p_frame = pd.DataFrame(columns=[*identity, "perturbation", "flip_prob", "top5_dist", "n_sequences"])
+        written = ev.write_results(out_dir, frame, p_frame, summary)
+        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, float)})
+        run.log_metrics({f"ce_{k}": v for k, v in summary.get("per_corruption", {}).items()})
+        for path in written:
+            if path.suffix in (".csv", ".json"):
+                run.log_artifact(path)
+    line = f"[evaluate] {dataset}/{arch}/{method}: clean error {summary['clean_error']:.4f}"
+    if "corruption_error" in summary:
+        line += f", corruption error {summary['corruption_error']:.4f}"
+    print(line, flush=True)
+    return summary
+
+
+def report(params: Params) -> dict[str, Path]:
+    from augmix import report as rep
+
+    with tracking.stage_run(params, stage="report", sections=REPORT_SECTIONS) as run:
+        files = rep.build_report(Path("results"), Paths.report, calib_mode=params.eval.calib_mode)
+        run.log_artifacts(Paths.report)
+    print(f"[report] tables and plots in {Paths.report.resolve()}", flush=True)
+    return files
+
+
+def _yaml(obj: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False)

@@ -1,0 +1,182 @@
+"""MLflow tracking: the only module that imports mlflow (lazily), with a null twin when disabled.
+
+Mapping (pipeline.md §5.4): one experiment; a parent run per pipeline invocation (opened by
+`augmix repro`, its id passed to stages in AUGMIX_PARENT_RUN_ID); a child run per executed stage,
+tagged with stage, dataset, arch, method, git commit, runner and a hash of the params it reads.
+The store defaults to an SQLite file at the project root addressed by an absolute URI, so runs from
+temporary or queued DVC experiments (which execute in a copy) are not lost.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PARENT_ENV = "AUGMIX_PARENT_RUN_ID"
+ROOT_ENV = "AUGMIX_PROJECT_ROOT"
+
+
+def project_root() -> Path:
+    """Where mlflow.db lives: our variable, DVC's parent-repo root, the Git top level, or cwd."""
+    for var in (ROOT_ENV, "DVC_ROOT"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).resolve()
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+        return Path(top.stdout.strip()).resolve()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return Path.cwd().resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    return (project_root() / "mlartifacts").as_uri()
+
+
+def git_info() -> dict[str, str]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+    return {"git_commit": commit or "unknown", "git_dirty": str(dirty).lower()}
+
+
+def runner() -> str:
+    if os.environ.get("DVC_STAGE"):
+        return "dvc"
+    if os.environ.get("SNAKEMAKE_RULE") or "snakemake" in os.environ.get("AUGMIX_RUNNER", ""):
+        return "snakemake"
+    return os.environ.get("AUGMIX_RUNNER", "cli")
+
+
+def _experiment_id(mlflow: Any, name: str) -> str:
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifact_root())
+    except Exception:  # another stage created it at the same moment
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+class NullRun:
+    """What stages get when tracking is disabled: every call does nothing."""
+
+    run_id = ""
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+    def log_artifact(self, path: str | Path, subdir: str | None = None) -> None: ...
+    def log_artifacts(self, path: str | Path, subdir: str | None = None) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def __enter__(self) -> "NullRun":
+        return self
+    def __exit__(self, *exc: Any) -> None: ...
+
+
+class Run(NullRun):
+    """An MLflow run owned by this process; closed FAILED if the stage raises."""
+
+    def __init__(self, *, experiment: str, name: str, tags: Mapping[str, str], parent: str | None = None):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=tracking_uri())
+        mlflow.set_tracking_uri(tracking_uri())
+        exp_id = _experiment_id(mlflow, experiment)
+        all_tags = dict(tags)
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        all_tags["mlflow.runName"] = name
+        run = self._client.create_run(exp_id, tags=all_tags, run_name=name)
+        self.run_id = run.info.run_id
+        self.experiment_id = exp_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # the REST API takes at most 100 params per batch
+            self._client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 1000):
+            self._client.log_batch(self.run_id, metrics=items[i : i + 1000])
+
+    def log_artifact(self, path: str | Path, subdir: str | None = None) -> None:
+        self._client.log_artifact(self.run_id, str(path), subdir)
+
+    def log_artifacts(self, path: str | Path, subdir: str | None = None) -> None:
+        self._client.log_artifacts(self.run_id, str(path), subdir)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for k, v in tags.items():
+            self._client.set_tag(self.run_id, k, str(v))
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self._client.set_terminated(self.run_id, "FAILED" if exc_type else "FINISHED")
+
+
+def stage_run(params: Any, *, stage: str, sections: list[str], identity: Mapping[str, str] | None = None) -> NullRun:
+    """Open the run of one executed stage (a child when a pipeline parent run exists)."""
+    if not params.tracking.enabled:
+        return NullRun()
+    import torch
+
+    identity = dict(identity or {})
+    dvc_stage = os.environ.get("DVC_STAGE", "")
+    name = dvc_stage or "-".join([stage, *identity.values()])
+    tags = {
+        "stage": stage,
+        **identity,
+        **git_info(),
+        "runner": runner(),
+        "params_hash": params.digest(sections),
+        "dvc_stage": dvc_stage,
+        "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "dvc_exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "torch_version": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "python": sys.version.split()[0],
+    }
+    run = Run(experiment=experiment_name(params), name=name, tags=tags,
+              parent=os.environ.get(PARENT_ENV) or None)
+    from augmix.config import flatten
+
+    run.log_params(flatten({s: params.section(s) for s in sections}))
+    return run
+
+
+def experiment_name(params: Any) -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or params.tracking.experiment
+
+
+def parent_run(params: Any, *, name: str, tags: Mapping[str, str]) -> NullRun:
+    if not params.tracking.enabled:
+        return NullRun()
+    return Run(experiment=experiment_name(params), name=name,
+               tags={"stage": "pipeline", **git_info(), **tags})

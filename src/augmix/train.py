@@ -1,0 +1,211 @@
+"""Training: the dataset on the device, batched augmentation, per-step cosine, exact resume.
+
+The recipe is REF cifar.py (augmix.md §9.1): SGD with Nesterov momentum 0.9, weight decay on all
+parameters, batch 128 shuffled with the last partial batch kept, cosine from lr to 1e-6 stepped every
+iteration. Randomness: the shuffle, the flip/crop and the method's draws all come from generators
+seeded by (seed, epoch, step or sample index), so a run resumed at an epoch boundary replays exactly
+what an uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from augmix import io
+from augmix.config import NUM_CLASSES, Params, to_dict
+from augmix.progress import progress
+
+# Sections of params.yaml the train stage reads (dvc.yaml and the Snakefile list the same).
+TRAIN_SECTIONS = ["seed", "data", "augmix", "optim", "archs", "methods", "train"]
+
+
+def cosine_factor(step: int, total: int, floor_ratio: float) -> float:
+    """REF cifar.py get_lr: multiplier of the base lr, 1 at step 0 and floor_ratio at step total."""
+    return floor_ratio + (1.0 - floor_ratio) * 0.5 * (1.0 + math.cos(math.pi * step / total))
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers; independent streams for (seed, epoch, step) tuples."""
+    digest = hashlib.blake2b(np.asarray(parts, dtype=np.int64).tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device: cuda requested but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Data:
+    x: torch.Tensor  # (N, 3, H, W) uint8 on the device
+    y: torch.Tensor  # (N,) int64 on the device
+
+
+def to_device(x: np.ndarray, y: np.ndarray, device: torch.device) -> Data:
+    return Data(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device), torch.from_numpy(y).to(device))
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int, *, autocast: bool = False) -> torch.Tensor:
+    """Logits (N, C) float32 for uint8 images (N, 3, H, W) on the model's device; eval mode."""
+    model.eval()
+    out = []
+    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    for i in range(0, len(x), batch_size):
+        with ctx:
+            out.append(model(x[i : i + batch_size].float().div_(255)).float())
+    return torch.cat(out)
+
+
+def _fingerprint(params: Params, dataset: str, arch: str, method: str) -> str:
+    return f"{dataset}/{arch}/{method}/{params.digest(TRAIN_SECTIONS)}"
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state()}
+
+
+def train(
+    params: Params,
+    *,
+    dataset: str,
+    arch: str,
+    method: str,
+    raw_dir: Path,
+    out_dir: Path,
+    checkpoint: Path,
+    run: Any,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train one grid cell; write model.pt, train_log.csv and train_summary.json to `out_dir`.
+
+    `checkpoint` is written after every epoch and resumed from when its fingerprint (cell and the
+    params sections above) matches. `stop_after_epoch` ends the run early, as a kill would (tests).
+    """
+    from augmix.data import load_split
+    from augmix.models import build_model
+    from augmix.rng import SampleKeys
+    from augmix.training_methods import TrainBatch, all_methods, method_hparams
+
+    t0 = time.monotonic()
+    if params.train.threads:
+        torch.set_num_threads(params.train.threads)
+    device = pick_device(params.train.device)
+    cuda = device.type == "cuda"
+    train_np = load_split(raw_dir, "train", params.data.max_train)
+    test_np = load_split(raw_dir, "test", params.data.max_test)
+    train_data, test_data = to_device(*train_np, device), to_device(*test_np, device)
+    num_classes = NUM_CLASSES[dataset]
+    recipe = params.recipe(arch)
+    opt_p = params.optim
+    step_fn = all_methods()[method]
+    hp = method_hparams(params, method, device)
+
+    torch.manual_seed(params.seed)  # initial weights (REF seeds torch with 1)
+    model = build_model(arch, num_classes).to(device)
+    if cuda and params.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward_model = torch.compile(model) if params.train.compile else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=opt_p.lr, momentum=opt_p.momentum,
+                                nesterov=opt_p.nesterov, weight_decay=recipe.weight_decay)
+    n = len(train_data.y)
+    steps_per_epoch = math.ceil(n / opt_p.batch_size)
+    total_steps = recipe.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t: cosine_factor(t, total_steps, opt_p.lr_min / opt_p.lr))
+
+    fingerprint = _fingerprint(params, dataset, arch, method)
+    log: list[dict[str, Any]] = []
+    start_epoch = 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            # Unlike REF, the schedule is restored too (REF restarts the cosine on resume, §9.1).
+            scheduler.load_state_dict(state["scheduler"])
+            log, start_epoch = list(state["log"]), int(state["epoch"])
+            print(f"[train] resuming {fingerprint} after epoch {start_epoch}", flush=True)
+        else:
+            print(f"[train] ignoring checkpoint {checkpoint}: it belongs to other params", flush=True)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and params.train.bf16 else contextlib.nullcontext()
+    for epoch in range(start_epoch, recipe.epochs):
+        model.train()
+        # Dropout (AllConvNet) draws from torch's global generator, which has no per-call argument:
+        # seed it per epoch so a resumed run replays the same masks.
+        torch.manual_seed(derive_seed(params.seed, epoch, 1))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(params.seed, epoch, 0)))
+        sums = {"loss": 0.0, "seen": 0}
+        ep_start = time.monotonic()
+        for step, idx in enumerate(progress(order.split(opt_p.batch_size), total=steps_per_epoch,
+                                            desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                                            every=params.train.log_every)):
+            idx_dev = idx.to(device)
+            keys = SampleKeys(params.seed, epoch, idx_dev)
+            from augmix.augment import base_transform_batch
+
+            xb = base_transform_batch(train_data.x[idx_dev], keys)  # shared flip + crop, per sample
+            batch = TrainBatch(x=xb.float().div(255), y=train_data.y[idx_dev], num_classes=num_classes,
+                               x_uint8=xb, keys=keys)
+            gen = torch.Generator(device).manual_seed(derive_seed(params.seed, epoch, step, 2))
+            with autocast:
+                loss, _ = step_fn(forward_model, batch, hp, gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            sums["loss"] += float(loss) * len(idx)
+            sums["seen"] += len(idx)
+        logits = predict_logits(model, test_data.x, params.eval.batch_size, autocast=cuda and params.train.bf16)
+        test_error = float((logits.argmax(1) != test_data.y).float().mean())
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": sums["loss"] / sums["seen"], "test_error": test_error,
+               "seconds": time.monotonic() - ep_start}
+        log.append(row)
+        print(f"[train] epoch {row['epoch']:>3}  lr {row['lr']:.5f}  loss {row['train_loss']:.4f}  "
+              f"test error {test_error:.4f}  {row['seconds']:.1f} s", flush=True)
+        run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
+        with io.atomic_path(checkpoint, suffix=".pt") as tmp:
+            torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "log": log}, tmp)
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < recipe.epochs:
+            return {"stopped_after_epoch": epoch + 1}
+
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
+        torch.save({"arch": arch, "dataset": dataset, "method": method, "num_classes": num_classes,
+                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "params": to_dict(params)}, tmp)
+    io.write_csv(out_dir / "train_log.csv", pd.DataFrame(log))
+    summary = {"dataset": dataset, "arch": arch, "method": method, "epochs": recipe.epochs,
+               "n_train": n, "n_test": len(test_data.y), "device": str(device),
+               "final_test_error": log[-1]["test_error"], "final_train_loss": log[-1]["train_loss"],
+               "seconds": round(time.monotonic() - t0, 2)}
+    io.write_json(out_dir / "train_summary.json", summary)
+    return summary
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by `train` (weights only: no pickled code is executed)."""
+    from augmix.models import build_model
+
+    state = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(state["arch"], int(state["num_classes"])).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), state

@@ -1,0 +1,34 @@
+"""Shared fixtures: the repository root, the smoke params, a prepared pipeline work folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_PARAMS = REPO / "tests" / "smoke" / "params.yaml"
+BIN = Path(sys.executable).parent
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+# The console scripts (augmix, dvc, snakemake) live beside this interpreter.
+os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+@pytest.fixture()
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture()
+def tracking_env(tmp_path, monkeypatch):
+    """Point MLflow at a fresh SQLite store in tmp_path (the real store, not a mock)."""
+    root = tmp_path / "store"
+    root.mkdir()
+    monkeypatch.setenv("AUGMIX_PROJECT_ROOT", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("AUGMIX_PARENT_RUN_ID", raising=False)
+    return root

@@ -1,0 +1,93 @@
+"""DVC and Snakemake describe the same DAG: same commands, same outputs, inputs and params sections."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from augmix import config, pipeline
+
+from conftest import REPO, SMOKE_PARAMS
+
+
+@pytest.fixture(scope="module", params=["smoke", "paper"])
+def workdir(request, tmp_path_factory) -> Path:
+    params = SMOKE_PARAMS if request.param == "smoke" else REPO / "params.yaml"
+    return pipeline.prepare_workdir(REPO, tmp_path_factory.mktemp(request.param), params)
+
+
+def dvc_plan(wd: Path) -> dict[str, dict]:
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    plan = {}
+    with Repo(str(wd)) as repo:
+        for stage in repo.index.stages:
+            plan[stage.cmd] = {
+                "inputs": {d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)},
+                "outputs": {o.def_path for o in stage.outs},
+                "sections": {p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params},
+                "name": stage.addressing.split("@")[0],
+            }
+    return plan
+
+
+def dvc_dry_commands(wd: Path) -> set[str]:
+    out = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=wd, capture_output=True, text=True, check=True)
+    return {line[2:].strip() for line in out.stdout.splitlines() if line.startswith("> ")}
+
+
+def snakemake_plan(wd: Path) -> dict[str, dict]:
+    out = subprocess.run(["snakemake", "--dry-run", "--printshellcmds", "--forceall", "--cores", "1"],
+                         cwd=wd, capture_output=True, text=True, check=True).stdout
+    rule_sections = {
+        m.group(1): set(re.findall(r'"(\w+)"', m.group(2)))
+        for path in (wd / "workflow" / "rules").glob("*.smk")
+        for m in re.finditer(r"^rule (\w+):.*?sections=sections\(([^)]*)\)", path.read_text(), re.S | re.M)
+    }
+    plan = {}
+    for block in re.split(r"\n(?=\[[^\n]*\]\nrule |rule )", out):
+        rule = re.search(r"^(?:localrule|rule) (\w+):", block, re.M)
+        cmd = re.search(r"^Shell command: (.+)$", block, re.M)
+        if not rule or not cmd:
+            continue
+        field = lambda name: {s.strip() for s in re.search(rf"^\s+{name}: (.+)$", block, re.M).group(1).split(",")}
+        plan[cmd.group(1).strip()] = {"inputs": field("input"), "outputs": field("output"),
+                                      "sections": rule_sections[rule.group(1)], "name": rule.group(1)}
+    return plan
+
+
+def _covered(paths: set[str], by: set[str]) -> set[str]:
+    """Paths not equal to, nor inside, any of `by` (a directory dep covers the files in it)."""
+    return {p for p in paths if not any(p == b or PurePosixPath(p).is_relative_to(b) for b in by)}
+
+
+def test_dvc_and_snakemake_plan_the_same_jobs(workdir):
+    dvc, smk = dvc_plan(workdir), snakemake_plan(workdir)
+    assert set(dvc) == set(smk), f"only DVC: {set(dvc) - set(smk)}; only Snakemake: {set(smk) - set(dvc)}"
+    assert dvc_dry_commands(workdir) == set(dvc)
+    for cmd in dvc:
+        d, s = dvc[cmd], smk[cmd]
+        assert cmd.startswith("augmix "), cmd
+        assert d["name"] == s["name"], cmd
+        assert d["outputs"] == s["outputs"], cmd
+        assert not _covered(s["inputs"], d["inputs"]) and not _covered(d["inputs"], s["inputs"] | {"results"}), cmd
+        assert d["sections"] == s["sections"], cmd
+
+
+def test_every_listed_params_section_exists(workdir):
+    fields = set(config.Params.__dataclass_fields__)
+    for job in dvc_plan(workdir).values():
+        assert job["sections"] <= fields, job
+
+
+def test_grid_expands_to_every_cell(workdir):
+    p = config.load(workdir / "params.yaml")
+    cmds = set(dvc_plan(workdir))
+    n_cells = len(p.grid.datasets) * len(p.grid.archs) * len(p.grid.methods)
+    assert sum(c.startswith("augmix train ") for c in cmds) == n_cells
+    assert sum(c.startswith("augmix evaluate ") for c in cmds) == n_cells
+    assert sum(c.startswith("augmix corrupt ") for c in cmds) == len(p.grid.datasets)
