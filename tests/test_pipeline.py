@@ -43,7 +43,7 @@ def test_pipeline_writes_every_output(runs, runner):
     labels = np.load(c_dir / "labels.npy")
     for name in ("gaussian_noise", "contrast"):
         arr = np.load(c_dir / f"{name}.npy")
-        assert arr.shape == (2 * 64, 32, 32, 3) and arr.dtype == np.uint8 and len(labels) == 128
+        assert arr.shape == (2 * 200, 32, 32, 3) and arr.dtype == np.uint8 and len(labels) == 400
     for cell in CELLS:
         res = wd / "results" / "/".join(cell)
         metrics = json.loads((res / "metrics.json").read_text())
@@ -51,7 +51,7 @@ def test_pipeline_writes_every_output(runs, runner):
         frame = pd.read_csv(res / "eval.csv")
         assert set(frame.corruption) == {"clean", "gaussian_noise", "contrast"}
         assert frame[frame.benchmark == "c"].severity.tolist() == [1, 5, 1, 5]
-        assert (frame.n[frame.benchmark == "c"] == 64).all()
+        assert (frame.n[frame.benchmark == "c"] == 200).all()
         summary = json.loads((res / "train_summary.json").read_text())
         assert summary["n_train"] == 192 and summary["epochs"] == 1
         assert yaml.safe_load((res / "params.resolved.yaml").read_text())["grid"]["datasets"] == ["digits"]

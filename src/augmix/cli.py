@@ -100,7 +100,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
     modules = {"augment": "augmix.bench_augment", "corrupt": "augmix.corruptions.bench",
                "train": "augmix.bench_train"}
     module = importlib.import_module(modules[args.what])
-    result = module.run(**({"quick": True} if args.quick else {}))
+    kwargs: dict[str, Any] = {"quick": True} if args.quick else {}
+    if args.device:
+        kwargs["device"] = args.device
+    if args.what == "train":
+        kwargs.update({k: v for k, v in (("arch", args.arch), ("method", args.method), ("batch_size", args.batch_size),
+                                         ("steps", args.steps), ("compile", args.compile or None)) if v is not None})
+    result = module.run(**kwargs)
     print(json.dumps(result, indent=2, default=str) if args.json else module.format_table(result))
 
 
@@ -145,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["augment", "corrupt", "train"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--arch", default=None, help="train: architecture (default wrn40_2)")
+    p.add_argument("--method", default=None, help="train: method (default augmix)")
+    p.add_argument("--batch-size", type=int, default=None, help="train: distinct samples per step")
+    p.add_argument("--steps", type=int, default=None, help="train: timed steps")
+    p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
     p.set_defaults(fn=cmd_bench)
     return parser
 

@@ -34,7 +34,7 @@ def _scores(logits: torch.Tensor, labels: np.ndarray, params: Params) -> dict[st
 
 
 def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).to(device)
+    return torch.from_numpy(np.array(x, copy=True)).permute(0, 3, 1, 2).to(device)  # copy: mmap is read-only
 
 
 def evaluate_model(
@@ -83,12 +83,11 @@ def evaluate_model(
             n_seq, t = seqs.shape[:2]
             flat = np.asarray(seqs).reshape(n_seq * t, *seqs.shape[2:])
             lg = predict_logits(model, _to_tensor(flat, device), bs, autocast=autocast)
-            top5 = lg.topk(5, 1).indices.cpu().numpy().reshape(n_seq, t, 5)
-            preds = top5[..., 0]
-            noise = name in metrics.NOISE_PERTURBATIONS
+            lg = lg.cpu().numpy().reshape(n_seq, t, -1)
+            noise = metrics.is_noise_perturbation(name)
             p_rows.append({**identity, "perturbation": name,
-                           "flip_prob": float(metrics.flip_probability(preds, noise=noise)),
-                           "top5_dist": float(metrics.top5_distance(top5, noise=noise)),
+                           "flip_prob": float(metrics.flip_probability(lg.argmax(-1), noise=noise)),
+                           "top5_dist": float(metrics.top5_distance(lg, noise=noise)) if lg.shape[-1] >= 5 else float("nan"),
                            "n_sequences": int(n_seq)})
         p_frame = pd.DataFrame(p_rows)
 

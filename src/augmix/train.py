@@ -138,6 +138,8 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
             log, start_epoch = list(state["log"]), int(state["epoch"])
             print(f"[train] resuming {fingerprint} after epoch {start_epoch}", flush=True)
+            for row in log:  # this run's history is complete even when it resumed
+                run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         else:
             print(f"[train] ignoring checkpoint {checkpoint}: it belongs to other params", flush=True)
 
@@ -148,7 +150,7 @@ def train(
         # seed it per epoch so a resumed run replays the same masks.
         torch.manual_seed(derive_seed(params.seed, epoch, 1))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(params.seed, epoch, 0)))
-        sums = {"loss": 0.0, "seen": 0}
+        loss_sum, seen = torch.zeros((), device=device), 0
         ep_start = time.monotonic()
         for step, idx in enumerate(progress(order.split(opt_p.batch_size), total=steps_per_epoch,
                                             desc=f"epoch {epoch + 1}/{recipe.epochs}",
@@ -167,12 +169,12 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            sums["loss"] += float(loss) * len(idx)
-            sums["seen"] += len(idx)
+            loss_sum += loss.detach().float() * len(idx)  # stays on the device: no sync per step
+            seen += len(idx)
         logits = predict_logits(model, test_data.x, params.eval.batch_size, autocast=cuda and params.train.bf16)
         test_error = float((logits.argmax(1) != test_data.y).float().mean())
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": sums["loss"] / sums["seen"], "test_error": test_error,
+               "train_loss": float(loss_sum) / seen, "test_error": test_error,
                "seconds": time.monotonic() - ep_start}
         log.append(row)
         print(f"[train] epoch {row['epoch']:>3}  lr {row['lr']:.5f}  loss {row['train_loss']:.4f}  "
