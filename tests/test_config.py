@@ -92,3 +92,12 @@ def test_config_is_frozen_and_digest_tracks_sections():
     assert p.digest(["augmix"]) != q.digest(["augmix"])
     assert p.digest(["optim"]) == q.digest(["optim"])
     assert config.flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": "[1, 2]"}
+
+
+def test_method_sections_mirror_the_method_defaults():
+    """Every hyperparameter in params.yaml is one the method reads (and vice versa, but implementation switches)."""
+    from augmix.methods import DEFAULT_HPARAMS
+
+    p = config.load(REPO / "params.yaml")
+    for name, section in p.section("methods").items():
+        assert set(section) == set(DEFAULT_HPARAMS[name]) - {"fill", "per_image"}, name

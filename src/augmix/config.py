@@ -107,15 +107,17 @@ class AutoAugmentParams:
 
 @dataclass(frozen=True)
 class PGDParams:
-    epsilon: float = spec(min=0.0, max=1.0)  # L-inf radius in [0, 1] pixel units
+    eps: float = spec(min=0.0, max=1.0)  # L-inf radius in [0, 1] pixel units
     step_size: float = spec(min=0.0, max=1.0)
     steps: int = spec(min=1, max=1000)
+    random_start: bool = spec()
 
 
 @dataclass(frozen=True)
 class FMixParams:
     alpha: float = spec(min=1e-3, max=100.0)
     decay_power: float = spec(min=0.0, max=10.0)
+    reference_spectrum: bool = spec()  # FMix's real-only spectrum quirk (False: corrected)
 
 
 @dataclass(frozen=True)

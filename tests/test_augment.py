@@ -1,0 +1,286 @@
+"""AugMix mixing: draws, determinism, batch independence, algebra, PIL-vs-batched parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+
+from augmix import ops
+from augmix import rng as R
+from augmix.augment import (
+    _run_chains,
+    augment_and_mix_pil,
+    augmix_batch,
+    base_transform_batch,
+    make_views,
+    sample_draws,
+)
+
+SIZE = 32
+
+
+def smooth_batch(n: int, size: int = SIZE, seed: int = 0) -> torch.Tensor:
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    f = g.uniform(0.5, 3.0, (n, 3, 1, 1))
+    ph = g.uniform(0, 2 * np.pi, (n, 3, 1, 1))
+    img = 0.5 + 0.25 * np.sin(2 * np.pi * f * xx + ph) + 0.25 * np.cos(2 * np.pi * f * yy - ph)
+    img = img * g.uniform(120, 255, (n, 1, 1, 1)) + g.normal(0, 3, img.shape)
+    return torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def keys(n: int, seed: int = 0, epoch: int = 0, start: int = 0) -> R.SampleKeys:
+    return R.SampleKeys.arange(seed, epoch, n, start)
+
+
+# --------------------------------------------------------------------------- rng
+
+
+def test_rng_depends_only_on_key_and_stream():
+    k = keys(64)
+    u = R.uniform(k, "a", (5,))
+    assert torch.equal(u, R.uniform(k, "a", (5,)))
+    assert not torch.equal(u, R.uniform(k, "b", (5,)))
+    assert not torch.equal(u, R.uniform(keys(64, epoch=1), "a", (5,)))
+    assert not torch.equal(u, R.uniform(keys(64, seed=1), "a", (5,)))
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(R.uniform(k.subset(perm), "a", (5,)), u[perm])
+    assert ((u > 0) & (u < 1)).all()
+
+
+def test_uniform_and_gamma_distributions():
+    k = keys(20000)
+    u = R.uniform(k, "u", (4,)).flatten().numpy()
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    for alpha in (0.3, 1.0, 2.5):
+        g = R.gamma(k, f"g{alpha}", alpha).numpy()
+        assert stats.kstest(g, "gamma", args=(alpha,)).pvalue > 1e-3, alpha
+    b = R.beta(k, "b", 1.0).numpy()
+    assert stats.kstest(b, "uniform").pvalue > 1e-3
+    d = R.dirichlet(k, "d", 0.5, 3).numpy()
+    np.testing.assert_allclose(d.sum(1), 1.0, rtol=1e-12)
+    assert stats.kstest(d[:, 0], "beta", args=(0.5, 1.0)).pvalue > 1e-3  # marginal Beta(a, 2a)
+
+
+def test_numpy_generator_is_keyed():
+    a = R.numpy_generator(1, 2, 3).uniform(size=4)
+    np.testing.assert_array_equal(a, R.numpy_generator(1, 2, 3).uniform(size=4))
+    assert not np.array_equal(a, R.numpy_generator(1, 2, 4).uniform(size=4))
+    with pytest.raises(ValueError, match="index"):
+        R.numpy_generator(1, 2, -1)
+
+
+# --------------------------------------------------------------------------- draws
+
+
+def test_mixing_draw_distributions():
+    n = 6000
+    d = sample_draws(keys(n), (0, 1), severity=3, width=3, depth=-1, alpha=1.0, n_ops=9)
+    assert d.depth.shape == (n, 2, 3) and d.op.shape == (n, 2, 3, 3)
+    # chain depth uniform on {1, 2, 3}, independently per chain
+    counts = np.bincount(d.depth.flatten().numpy(), minlength=4)[1:]
+    assert counts.sum() == n * 6
+    assert stats.chisquare(counts).pvalue > 1e-3
+    r = np.corrcoef(d.depth[:, 0, 0].numpy(), d.depth[:, 0, 1].numpy())[0, 1]
+    assert abs(r) < 0.05
+    # ops uniform over the table, with replacement
+    counts = np.bincount(d.op.flatten().numpy(), minlength=9)
+    assert len(counts) == 9 and stats.chisquare(counts).pvalue > 1e-3
+    same = (d.op[..., 0] == d.op[..., 1]).float().mean().item()
+    assert same == pytest.approx(1 / 9, abs=0.01)
+    # levels U(0.1, s), signs fair
+    lv = d.level.flatten().numpy()
+    assert lv.min() >= 0.1 and lv.max() < 3
+    assert stats.kstest(lv, "uniform", args=(0.1, 2.9)).pvalue > 1e-3
+    assert d.negate.float().mean().item() == pytest.approx(0.5, abs=0.01)
+    # Dirichlet(1, 1, 1) weights on the simplex (marginal Beta(1, 2)); Beta(1, 1) skip weight
+    w = d.weights.double()
+    torch.testing.assert_close(w.sum(-1), torch.ones_like(w[..., 0]), atol=1e-6, rtol=0)
+    assert (w >= 0).all()
+    assert stats.kstest(w[..., 0].flatten().numpy(), "beta", args=(1, 2)).pvalue > 1e-3
+    assert stats.kstest(d.skip.flatten().numpy(), "uniform").pvalue > 1e-3
+    # the two views draw independently
+    assert abs(np.corrcoef(d.skip[:, 0].numpy(), d.skip[:, 1].numpy())[0, 1]) < 0.05
+
+
+def test_draws_13_ops_and_fixed_depth_and_alpha():
+    d = sample_draws(keys(4000), (0,), severity=3, width=2, depth=2, alpha=0.5, n_ops=13)
+    assert (d.depth == 2).all() and d.op.shape[-1] == 2
+    counts = np.bincount(d.op.flatten().numpy(), minlength=13)
+    assert len(counts) == 13 and stats.chisquare(counts).pvalue > 1e-3
+    # Beta(0.5, 0.5): U-shaped, variance 1/8
+    assert d.skip.double().var().item() == pytest.approx(1 / 8, abs=0.01)
+
+
+def test_bad_parameters_raise():
+    x = smooth_batch(2)
+    for kw in ({"severity": 0}, {"width": 0}, {"depth": 0}, {"alpha": 0.0}):
+        with pytest.raises(ValueError):
+            augmix_batch(x, keys(2), **kw)
+    with pytest.raises(KeyError, match="unknown AugMix backend"):
+        make_views(x, keys(2), jsd=True, backend="gpu")
+    with pytest.raises(KeyError, match="nope"):
+        augmix_batch(x, keys(2), ops=("nope",))
+    with pytest.raises(ValueError, match="keys"):
+        augmix_batch(x, keys(3))
+
+
+# --------------------------------------------------------------------------- batched path
+
+
+def test_same_keys_same_output_and_epochs_differ():
+    x = smooth_batch(16)
+    a = augmix_batch(x, keys(16))
+    assert torch.equal(a, augmix_batch(x, keys(16)))
+    assert not torch.equal(a, augmix_batch(x, keys(16, epoch=1)))
+    assert a.dtype == torch.float32 and a.shape == x.shape
+    assert a.min() >= 0 and a.max() <= 1
+
+
+def test_batch_split_does_not_change_output():
+    """Different worker counts / batch compositions give the same per-sample result."""
+    x = smooth_batch(24)
+    full = make_views(x, keys(24), jsd=True)
+    parts = [make_views(x[s:e], keys(e - s, start=s), jsd=True).reshape(3, e - s, 3, SIZE, SIZE)
+             for s, e in ((0, 5), (5, 17), (17, 24))]  # fmt: skip
+    torch.testing.assert_close(torch.cat(parts, 1).reshape(full.shape), full, atol=1e-6, rtol=0)
+    # shuffled batch: each sample keeps its own augmentation
+    perm = torch.randperm(24, generator=torch.Generator().manual_seed(3))
+    shuffled = augmix_batch(x[perm], keys(24).subset(perm))
+    torch.testing.assert_close(shuffled, augmix_batch(x, keys(24))[perm], atol=1e-6, rtol=0)
+
+
+def test_float_input_equals_uint8_input():
+    x = smooth_batch(8)
+    torch.testing.assert_close(
+        augmix_batch(x.float() / 255, keys(8)), augmix_batch(x, keys(8)), atol=0, rtol=0
+    )
+
+
+def test_make_views_layout():
+    x = smooth_batch(6)
+    v = make_views(x, keys(6), jsd=True)
+    assert v.shape == (18, 3, SIZE, SIZE) and v.dtype == torch.float32
+    torch.testing.assert_close(v[:6], x.float() / 255)  # clean first
+    torch.testing.assert_close(v[6:12], augmix_batch(x, keys(6), view=0))
+    torch.testing.assert_close(v[12:], augmix_batch(x, keys(6), view=1))
+    assert not torch.equal(v[6:12], v[12:])  # the two AugMix views differ
+    one = make_views(x, keys(6), jsd=False)
+    torch.testing.assert_close(one, v[6:12])
+    p = make_views(x, keys(6), jsd=True, backend="pil")
+    assert p.shape == v.shape
+    torch.testing.assert_close(p[:6], v[:6])
+
+
+def test_identity_chain_returns_input():
+    x = smooth_batch(8)
+    out = augmix_batch(x, keys(8), width=1, depth=1, ops=("identity",))
+    torch.testing.assert_close(out, x.float() / 255, atol=1e-6, rtol=0)
+    img = Image.fromarray(x[0].permute(1, 2, 0).numpy())
+    out = augment_and_mix_pil(img, np.random.default_rng(0), width=1, depth=1,
+                              ops={"identity": ops.identity}, image_size=SIZE)  # fmt: skip
+    torch.testing.assert_close(out, x[0].float() / 255, atol=1e-6, rtol=0)
+
+
+def test_batched_output_in_convex_hull_of_parts():
+    x = smooth_batch(32)
+    k = keys(32)
+    out = augmix_batch(x, k, all_ops=True)
+    d = sample_draws(k, (0,), severity=3, width=3, depth=-1, alpha=1.0, n_ops=13)
+    chains = _run_chains(x.repeat_interleave(3, 0).clone(), d, ops.op_names(True))
+    parts = torch.cat([x[:, None], chains.reshape(32, 3, 3, SIZE, SIZE)], 1).float() / 255
+    assert (out >= parts.amin(1) - 1e-6).all() and (out <= parts.amax(1) + 1e-6).all()
+    # and it is exactly REF's formula with these draws, (1 - m) on the original
+    w = d.weights[:, 0, :, None, None, None]
+    m = d.skip[:, 0, None, None, None]
+    expect = (1 - m) * parts[:, 0] + m * (w * parts[:, 1:]).sum(1)
+    torch.testing.assert_close(out, expect, atol=2e-6, rtol=0)
+
+
+def test_base_transform_batch():
+    x = smooth_batch(400)
+    k = keys(400)
+    out = base_transform_batch(x, k)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    assert torch.equal(out, base_transform_batch(x, k))
+    flip = R.uniform(k, "base/flip") < 0.5
+    dy, dx = R.randint(k, "base/crop_y", 9), R.randint(k, "base/crop_x", 9)
+    for i in range(0, 400, 37):  # per-image restatement: flip, zero-pad 4, crop at (dy, dx)
+        img = x[i].flip(-1) if flip[i] else x[i]
+        padded = torch.nn.functional.pad(img, (4, 4, 4, 4))
+        ref = padded[:, dy[i] : dy[i] + SIZE, dx[i] : dx[i] + SIZE]
+        assert torch.equal(out[i], ref)
+    assert flip.float().mean().item() == pytest.approx(0.5, abs=0.06)
+    assert stats.chisquare(np.bincount(dx.numpy(), minlength=9)).pvalue > 1e-3
+
+
+# --------------------------------------------------------------------------- PIL path
+
+
+def test_pil_path_matches_restated_reference():
+    """augment_and_mix_pil equals REF `aug` re-stated here, mixed in normalised space."""
+    x = smooth_batch(6)
+    for i in range(6):
+        img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
+        ours = augment_and_mix_pil(img, np.random.default_rng(i), image_size=SIZE)
+        g = np.random.default_rng(i)
+        pre = lambda im: (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+        ws = np.float32(g.dirichlet([1.0] * 3))
+        m = np.float32(g.beta(1.0, 1.0))
+        mix = torch.zeros(3, SIZE, SIZE)
+        names = list(ops.OPS)
+        for w in ws:
+            im = img.copy()
+            for _ in range(g.integers(1, 4)):
+                im = ops.OPS[names[g.integers(len(names))]](im, 3, g, SIZE)
+            mix += float(w) * pre(im)
+        ref = (1 - float(m)) * pre(img) + float(m) * mix  # REF mixes after Normalize(0.5, 0.5)
+        torch.testing.assert_close((ours - 0.5) / 0.5, ref, atol=1e-6, rtol=0)
+
+
+def test_pil_path_rejects_wrong_size():
+    img = Image.fromarray(np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(ValueError, match="32x32"):
+        augment_and_mix_pil(img, np.random.default_rng(0), image_size=SIZE)
+
+
+def _summaries(v: torch.Tensor, clean: torch.Tensor) -> dict[str, np.ndarray]:
+    return {
+        "mean": v.mean((1, 2, 3)).numpy(),
+        "std": v.std((1, 2, 3)).numpy(),
+        "dist_to_clean": (v - clean).abs().mean((1, 2, 3)).numpy(),
+        "dark_fraction": (v < 0.02).float().mean((1, 2, 3)).numpy(),
+    }
+
+
+def test_batched_and_pil_paths_same_distribution():
+    """Two-sample KS tests on per-image summaries of 2 x 300 AugMix images per path."""
+    n = 300
+    x = smooth_batch(n, seed=7)
+    k = keys(n, seed=11)
+    clean = (x.float() / 255).repeat(2, 1, 1, 1)
+    tensor = make_views(x, k, jsd=True)[n:]
+    pil = make_views(x, k, jsd=True, backend="pil")[n:]
+    a, b = _summaries(tensor, clean), _summaries(pil, clean)
+    for name in a:
+        assert stats.ks_2samp(a[name], b[name]).pvalue > 1e-3, name
+    # the test has power: severity 10 is told apart from severity 3
+    strong = make_views(x, k, jsd=True, severity=10)[n:]
+    c = _summaries(strong, clean)
+    assert stats.ks_2samp(a["dist_to_clean"], c["dist_to_clean"]).pvalue < 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    x = smooth_batch(64)
+    cpu = make_views(x, keys(64), jsd=True, all_ops=True)
+    gpu = make_views(x.cuda(), keys(64).to("cuda"), jsd=True, all_ops=True).cpu()
+    # same draws; warps may differ by one grey level per op, so compare loosely
+    assert (cpu - gpu).abs().mean() < 2e-3
+    assert torch.equal(
+        base_transform_batch(x, keys(64)), base_transform_batch(x.cuda(), keys(64).to("cuda")).cpu()
+    )
