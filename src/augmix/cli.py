@@ -94,15 +94,18 @@ def cmd_check(args: argparse.Namespace) -> None:
           f"{len(params.grid.methods)} methods)")
 
 
+# Per benchmark: what --quick means, and how --device is passed.
+BENCH_MODULES = {"augment": "augmix.bench_augment", "corrupt": "augmix.corruptions.bench", "train": "augmix.bench_train"}
+BENCH_QUICK = {"augment": {"repeats": 1, "sizes": (32,)}, "corrupt": {"n": 100}, "train": {"quick": True}}
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     import importlib
 
-    modules = {"augment": "augmix.bench_augment", "corrupt": "augmix.corruptions.bench",
-               "train": "augmix.bench_train"}
-    module = importlib.import_module(modules[args.what])
-    kwargs: dict[str, Any] = {"quick": True} if args.quick else {}
+    module = importlib.import_module(BENCH_MODULES[args.what])
+    kwargs: dict[str, Any] = dict(BENCH_QUICK[args.what]) if args.quick else {}
     if args.device:
-        kwargs["device"] = args.device
+        kwargs.update({"devices": [args.device]} if args.what == "augment" else {"device": args.device})
     if args.what == "train":
         kwargs.update({k: v for k, v in (("arch", args.arch), ("method", args.method), ("batch_size", args.batch_size),
                                          ("steps", args.steps), ("compile", args.compile or None)) if v is not None})

@@ -97,7 +97,7 @@ def train(
     from augmix.data import load_split
     from augmix.models import build_model
     from augmix.rng import SampleKeys
-    from augmix.training_methods import TrainBatch, all_methods, method_hparams
+    from augmix.training_methods import EpochViews, TrainBatch, all_methods, method_hparams
 
     t0 = time.monotonic()
     if params.train.threads:
@@ -152,16 +152,15 @@ def train(
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(params.seed, epoch, 0)))
         loss_sum, seen = torch.zeros((), device=device), 0
         ep_start = time.monotonic()
+        prepared = EpochViews(train_data.x, params.seed, epoch, method, hp)
         for step, idx in enumerate(progress(order.split(opt_p.batch_size), total=steps_per_epoch,
                                             desc=f"epoch {epoch + 1}/{recipe.epochs}",
                                             every=params.train.log_every)):
-            idx_dev = idx.to(device)
-            keys = SampleKeys(params.seed, epoch, idx_dev)
-            from augmix.augment import base_transform_batch
-
-            xb = base_transform_batch(train_data.x[idx_dev], keys)  # shared flip + crop, per sample
+            idx_dev = idx.to(device, non_blocking=True)
+            xb = prepared.base[idx_dev]  # the shared flip + crop of each sample
             batch = TrainBatch(x=xb.float().div(255), y=train_data.y[idx_dev], num_classes=num_classes,
-                               x_uint8=xb, keys=keys)
+                               x_uint8=xb, keys=SampleKeys(params.seed, epoch, idx_dev),
+                               views=prepared.batch_views(idx_dev))
             gen = torch.Generator(device).manual_seed(derive_seed(params.seed, epoch, step, 2))
             with autocast:
                 loss, _ = step_fn(forward_model, batch, hp, gen)

@@ -20,6 +20,15 @@ from augmix.methods import METHODS, Batch
 class TrainBatch(Batch):
     x_uint8: torch.Tensor | None = None  # (B, 3, H, W) uint8 after the shared flip and crop
     keys: Any = None  # augmix.rng.SampleKeys of this batch
+    views: torch.Tensor | None = None  # (V*B, 3, H, W) precomputed AugMix views, or None
+
+
+def _views(batch: TrainBatch, hp: Mapping[str, Any], jsd: bool) -> torch.Tensor:
+    from augmix.augment import make_views
+
+    if batch.views is not None:
+        return batch.views
+    return make_views(batch.x_uint8, batch.keys, jsd=jsd, backend=hp["backend"], **_augmix_kwargs(hp))
 
 
 def _augmix_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,25 +37,54 @@ def _augmix_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
 
 def augmix_jsd(model: torch.nn.Module, batch: TrainBatch, hp: Mapping[str, Any], gen: torch.Generator):
     """REF cifar.py train step: one forward over [clean; aug1; aug2], CE on clean + 12 * JS."""
-    from augmix.augment import make_views
     from augmix.losses import augmix_loss
 
-    views = make_views(batch.x_uint8, batch.keys, jsd=True, backend=hp["backend"], **_augmix_kwargs(hp))
-    logits = model(views)
+    logits = model(_views(batch, hp, jsd=True))
     loss, parts = augmix_loss(logits, batch.y, jsd_weight=hp["jsd_weight"])
-    return loss, {k: float(v) for k, v in parts.items()}
+    return loss, {k: v.detach() for k, v in parts.items()}  # tensors: no device sync per step
 
 
 def augmix_nojsd(model: torch.nn.Module, batch: TrainBatch, hp: Mapping[str, Any], gen: torch.Generator):
     """REF --no-jsd: one AugMix view per sample, plain cross-entropy, no clean view."""
-    from augmix.augment import make_views
-
-    views = make_views(batch.x_uint8, batch.keys, jsd=False, backend=hp["backend"], **_augmix_kwargs(hp))
-    loss = torch.nn.functional.cross_entropy(model(views), batch.y)
-    return loss, {"ce": float(loss)}
+    loss = torch.nn.functional.cross_entropy(model(_views(batch, hp, jsd=False)), batch.y)
+    return loss, {"ce": loss.detach()}
 
 
 AUGMIX_METHODS: dict[str, Callable[..., Any]] = {"augmix": augmix_jsd, "augmix_nojsd": augmix_nojsd}
+JSD = {"augmix": True, "augmix_nojsd": False}
+
+
+class EpochViews:
+    """All of an epoch's flip/crop and AugMix views, made in large chunks before the first step.
+
+    Every draw depends only on (seed, epoch, sample index), so making the views for the whole
+    epoch in chunks of `chunk` samples gives exactly the tensors the per-step path would make;
+    on a GPU the batched AugMix runs at its large-batch rate instead of a latency-bound 128.
+    """
+
+    def __init__(self, x: torch.Tensor, seed: int, epoch: int, method: str, hp: Mapping[str, Any], chunk: int = 8192):
+        from augmix.augment import base_transform_batch, make_views
+        from augmix.rng import SampleKeys
+
+        n = len(x)
+        self.base = torch.empty_like(x)
+        n_views = 3 if JSD.get(method) else 1  # JSD: [clean; aug1; aug2]
+        # The PIL backend (the reference path) stays per step: it loops over images anyway.
+        batched = method in AUGMIX_METHODS and hp.get("backend") == "tensor"
+        self.views = torch.empty(n_views, *x.shape, device=x.device) if batched else None
+        for start in range(0, n, chunk):
+            idx = torch.arange(start, min(start + chunk, n), device=x.device)
+            keys = SampleKeys(seed, epoch, idx)
+            self.base[idx] = base_transform_batch(x[idx], keys)
+            if self.views is not None:
+                v = make_views(self.base[idx], keys, jsd=JSD[method], backend="tensor", **_augmix_kwargs(hp))
+                self.views[:, idx] = v.view(self.views.shape[0], len(idx), *x.shape[1:])
+
+    def batch_views(self, idx: torch.Tensor) -> torch.Tensor | None:
+        if self.views is None:
+            return None
+        v = self.views[:, idx]
+        return v.reshape(-1, *v.shape[2:])  # [clean; aug1; aug2] blocks, as make_views returns
 
 
 def all_methods() -> dict[str, Callable[..., Any]]:

@@ -1,0 +1,39 @@
+"""CIFAR-10-C / CIFAR-100-C / ImageNet-C corruptions and CIFAR-10-P perturbations.
+
+Batched, seeded re-implementations of hendrycks/robustness `ImageNet-C/create_c/make_cifar_c.py`,
+`make_imagenet_c.py` and `ImageNet-P/create_p/make_cifar_p.py` (spec corruptions.md).
+
+Modules: `functions` (the 19 corruptions and their severity tables), `imagemagick` (motion blur
+without ImageMagick), `frost` (verified frost textures), `torch_backend` (device paths),
+`perturbations` (-P sequences), `build` (writers), `official` (Zenodo archives), `bench`.
+"""
+
+from .build import build_c_set, build_imagenet_c_folder, is_complete
+from .functions import (
+    ALL_CORRUPTIONS,
+    BENCHMARK_CORRUPTIONS,
+    CORRUPTIONS,
+    DEVICE_CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    SCALES,
+    corrupt,
+)
+from .official import fetch_official_cifar_c
+from .perturbations import PERTURBATIONS, build_p_set, perturb
+
+__all__ = [
+    "ALL_CORRUPTIONS",
+    "BENCHMARK_CORRUPTIONS",
+    "CORRUPTIONS",
+    "DEVICE_CORRUPTIONS",
+    "EXTRA_CORRUPTIONS",
+    "PERTURBATIONS",
+    "SCALES",
+    "build_c_set",
+    "build_imagenet_c_folder",
+    "build_p_set",
+    "corrupt",
+    "fetch_official_cifar_c",
+    "is_complete",
+    "perturb",
+]

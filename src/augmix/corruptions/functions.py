@@ -1,0 +1,1265 @@
+"""The 19 common corruptions of CIFAR-10-C / ImageNet-C, batched and reference-faithful.
+
+Source of the arithmetic: hendrycks/robustness `ImageNet-C/create_c/make_cifar_c.py` (CIFAR table)
+and `make_imagenet_c.py` (ImageNet table), restated in spec corruptions.md §2-§6. Every function
+takes uint8 images (N, H, W, 3) and returns uint8 (N, H, W, 3), truncating like the reference's
+`np.uint8` cast.
+
+Signature of every corruption: ``f(images, severity, rng=None, *, table="cifar", draws=None)``.
+Randomness comes from ``rng`` (a ``numpy.random.Generator``) or, for tests, from ``draws``: a dict of
+arrays holding the raw random variates the reference would draw (standard normals, uniforms in
+[0, 1), integers, Poisson counts), documented per function. The reference's ``uniform(lo, hi)`` is
+``lo + (hi - lo) * u`` and its ``normal(loc, scale)`` is ``loc + scale * z``, so injected raw variates
+reproduce it exactly.
+
+Each severity table is the literal at the top of its function: key "cifar" (32x32) and "imagenet"
+(224x224).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .frost import load_frost_textures
+from .imagemagick import motion_blur_im
+
+__all__ = [
+    "ALL_CORRUPTIONS",
+    "BENCHMARK_CORRUPTIONS",
+    "CORRUPTIONS",
+    "EXTRA_CORRUPTIONS",
+    "SCALES",
+    "corrupt",
+]
+
+SCALES = {"cifar": 32, "imagenet": 224}
+
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def _select(tables: dict, table: str, severity: int, images: np.ndarray):
+    """Pick the severity's parameters and check the input against the table's image size."""
+    if table not in tables:
+        raise KeyError(f"unknown table {table!r}; expected one of {sorted(tables)}")
+    if not (isinstance(severity, (int, np.integer)) and 1 <= severity <= 5):
+        raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[-1] != 3
+    ):
+        raise ValueError(
+            f"images must be a uint8 array (N, H, W, 3), got "
+            f"{getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}"
+        )
+    size = SCALES[table]
+    # The reference hard-codes 32 (or 224) in several functions; we take the size from the input
+    # and insist it equals the table's scale.
+    if images.shape[1:3] != (size, size):
+        raise ValueError(
+            f"table {table!r} expects {size}x{size} images, got {images.shape[1]}x{images.shape[2]}"
+        )
+    return tables[table][severity - 1]
+
+
+def _tb():
+    """The torch backend, imported on first use of a `device` argument."""
+    from . import torch_backend
+
+    return torch_backend
+
+
+def _need_rng(rng, name: str):
+    if rng is None:
+        raise ValueError(
+            f"{name}: pass rng (a numpy Generator) or draws; randomness is never global"
+        )
+    return rng
+
+
+def _to_unit(images: np.ndarray, dtype=np.float64) -> np.ndarray:
+    if dtype == np.float32:
+        return images.astype(np.float32) / np.float32(255.0)
+    return images / 255.0
+
+
+def _finish(x: np.ndarray) -> np.ndarray:
+    """clip(x, 0, 1) * 255, then NumPy's uint8 cast, which truncates (254.9 -> 254), as the reference."""
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _gaussian(
+    x: np.ndarray, sigma: float, spatial_axes=(1, 2), mode="nearest", truncate=4.0
+) -> np.ndarray:
+    """scikit-image `gaussian` restated: SciPy gaussian_filter over the spatial axes only."""
+    sig = [0.0] * x.ndim
+    for a in spatial_axes:
+        sig[a] = sigma
+    return ndimage.gaussian_filter(x, sigma=sig, mode=mode, truncate=truncate)
+
+
+def _rgb_to_hsv_planes(r, g, b):
+    """scikit-image `rgb2hsv` on contiguous float64 planes. Assignment order red, green, blue is
+    kept: where two channels tie for the maximum the later one defines the hue."""
+    v = np.maximum(np.maximum(r, g), b)
+    delta = v - np.minimum(np.minimum(r, g), b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = delta / v
+        s[delta == 0.0] = 0.0
+        h = np.zeros_like(v)
+        h = np.where(r == v, (g - b) / delta, h)
+        h = np.where(g == v, 2.0 + (b - r) / delta, h)
+        h = np.where(b == v, 4.0 + (r - g) / delta, h)
+    h = (h / 6.0) % 1.0
+    h[delta == 0.0] = 0.0
+    return h, s, v
+
+
+# sector -> (R, G, B) as indices into (v, t, p, q): (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q)
+_HSV_PICK = np.array([[0, 1, 2], [3, 0, 2], [2, 0, 1], [2, 3, 0], [1, 2, 0], [0, 2, 3]])
+
+
+def _hsv_to_rgb_planes(h, s, v):
+    """scikit-image `hsv2rgb` on planes. Each output channel is exactly one of v, t, p, q chosen by
+    the hue sector."""
+    hi = np.floor(h * 6)
+    f = h * 6 - hi
+    p = v * (1 - s)
+    q = v * (1 - f * s)
+    t = v * (1 - (1 - f) * s)
+    sector = (hi % 6).astype(np.intp)
+    return tuple(np.choose(_HSV_PICK[:, c][sector], (v, t, p, q)) for c in range(3))
+
+
+def _planes(x: np.ndarray):
+    return tuple(np.ascontiguousarray(x[..., c]) for c in range(3))
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """scikit-image `rgb2hsv` restated (float64, last axis RGB)."""
+    return np.stack(_rgb_to_hsv_planes(*_planes(rgb)), axis=-1)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """scikit-image `hsv2rgb` restated (float64, last axis HSV)."""
+    return np.stack(_hsv_to_rgb_planes(*_planes(hsv)), axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# noise
+
+
+def gaussian_noise(
+    images, severity, rng=None, *, table="cifar", draws=None, device=None
+):
+    """out = clip(x + sigma * z). draws: {"z": standard normals (N, H, W, 3)}."""
+    c = _select(
+        {
+            "cifar": [0.04, 0.06, 0.08, 0.09, 0.10],
+            "imagenet": [0.08, 0.12, 0.18, 0.26, 0.38],
+        },
+        table,
+        severity,
+        images,
+    )
+    if device is not None:
+        return _tb().gaussian_noise(images, c, rng, device, draws)
+    z = (
+        draws["z"]
+        if draws is not None
+        else _need_rng(rng, "gaussian_noise").standard_normal(images.shape)
+    )
+    return _finish(_to_unit(images) + c * z)
+
+
+def shot_noise(images, severity, rng=None, *, table="cifar", draws=None, device=None):
+    """out = clip(Poisson(lam * x) / lam). draws: {"counts": the Poisson counts (N, H, W, 3)}."""
+    c = _select(
+        {"cifar": [500, 250, 100, 75, 50], "imagenet": [60, 25, 12, 5, 3]},
+        table,
+        severity,
+        images,
+    )
+    if device is not None:
+        return _tb().shot_noise(images, c, rng, device, draws)
+    x = _to_unit(images)
+    counts = (
+        draws["counts"]
+        if draws is not None
+        else _need_rng(rng, "shot_noise").poisson(x * c)
+    )
+    return _finish(counts / c)
+
+
+def impulse_noise(
+    images, severity, rng=None, *, table="cifar", draws=None, device=None
+):
+    """scikit-image `random_noise(mode='s&p')`: per channel element, flipped with probability
+    `amount`, and a flipped element is salt (1) with probability 0.5, else pepper (0).
+    draws: {"u_flip", "u_salt"}: uniforms in [0, 1) (N, H, W, 3); flipped = u_flip < amount."""
+    c = _select(
+        {
+            "cifar": [0.01, 0.02, 0.03, 0.05, 0.07],
+            "imagenet": [0.03, 0.06, 0.09, 0.17, 0.27],
+        },
+        table,
+        severity,
+        images,
+    )
+    if device is not None:
+        return _tb().impulse_noise(images, c, rng, device, draws)
+    if draws is None:
+        r = _need_rng(rng, "impulse_noise")
+        draws = {
+            "u_flip": r.random(images.shape, dtype=np.float32),
+            "u_salt": r.random(images.shape, dtype=np.float32),
+        }
+    x = _to_unit(images)
+    flipped = draws["u_flip"] < c
+    salted = draws["u_salt"] < 0.5
+    x[flipped & salted] = 1.0
+    x[flipped & ~salted] = 0.0
+    return _finish(x)
+
+
+def speckle_noise(
+    images, severity, rng=None, *, table="cifar", draws=None, device=None
+):
+    """out = clip(x + x * sigma * z). draws: {"z": standard normals (N, H, W, 3)}."""
+    c = _select(
+        {
+            "cifar": [0.06, 0.1, 0.12, 0.16, 0.2],
+            "imagenet": [0.15, 0.2, 0.35, 0.45, 0.6],
+        },
+        table,
+        severity,
+        images,
+    )
+    if device is not None:
+        return _tb().speckle_noise(images, c, rng, device, draws)
+    z = (
+        draws["z"]
+        if draws is not None
+        else _need_rng(rng, "speckle_noise").standard_normal(images.shape)
+    )
+    x = _to_unit(images)
+    return _finish(x + x * (c * z))
+
+
+# ----------------------------------------------------------------------------------------------
+# blur
+
+
+def gaussian_blur(
+    images, severity, rng=None, *, table="cifar", draws=None, device=None
+):
+    """Gaussian filter over the two spatial axes, mode nearest, truncate 4. Deterministic."""
+    c = _select(
+        {"cifar": [0.4, 0.6, 0.7, 0.8, 1], "imagenet": [1, 2, 3, 4, 6]},
+        table,
+        severity,
+        images,
+    )
+    if device is not None:
+        return _tb()._finish(_tb().gaussian_blur(images, c, device))
+    return _finish(_gaussian(_to_unit(images), c))
+
+
+def _cv_gaussian_kernel_1d(ksize: int, sigma: float) -> np.ndarray:
+    """OpenCV getGaussianKernel for sigma > 0, computed in double and stored as float32."""
+    x = np.arange(ksize, dtype=np.float64) - (ksize - 1) * 0.5
+    t = np.exp((-0.5 / (sigma * sigma)) * x * x)
+    return (t * (1.0 / t.sum())).astype(np.float32)
+
+
+def _reflect101(idx: np.ndarray, n: int) -> np.ndarray:
+    """OpenCV BORDER_REFLECT_101 index mapping (gfedcb|abcdefgh|gfedcba)."""
+    if n == 1:
+        return np.zeros_like(idx)
+    out = (idx < 0) | (idx >= n)
+    if not out.any():  # the common case: nothing to fold
+        return idx
+    period = 2 * n - 2
+    folded = np.abs(idx[out]) % period
+    idx = idx.copy()
+    idx[out] = np.where(folded >= n, period - folded, folded)
+    return idx
+
+
+def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
+    """The defocus kernel (spec §2.1): a normalised disk indicator on a 17x17 grid (radius <= 8) or
+    (2r+1)^2 grid, blurred like OpenCV GaussianBlur (window 3x3 or 5x5, sigma alias_blur,
+    reflect-101 border, float32 separable row-then-column pass)."""
+    if radius <= 8:
+        grid, ksize = np.arange(-8, 8 + 1), 3
+    else:
+        grid, ksize = np.arange(-radius, radius + 1), 5
+    xx, yy = np.meshgrid(grid, grid)
+    disk = np.array((xx**2 + yy**2) <= radius**2, dtype=np.float32)
+    disk /= np.sum(disk)
+    g = _cv_gaussian_kernel_1d(ksize, alias_blur)
+    half = ksize // 2
+    n = disk.shape[0]
+    idx = _reflect101(
+        np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :], n
+    )  # (n, ksize)
+    rows = np.zeros_like(disk)
+    for j in range(ksize):  # row pass, float32 accumulation in tap order
+        rows += g[j] * disk[:, idx[:, j]]
+    out = np.zeros_like(disk)
+    for j in range(ksize):  # column pass
+        out += g[j] * rows[idx[:, j], :]
+    return out
+
+
+def defocus_blur(images, severity, rng=None, *, table="cifar", draws=None, device=None):
+    """Correlate each channel with disk_kernel(r, a), reflect-101 border (OpenCV filter2D). Deterministic."""
+    c = _select(
+        {
+            "cifar": [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],
+            "imagenet": [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)],
+        },
+        table,
+        severity,
+        images,
+    )
+    k = disk_kernel(*c).astype(np.float64)
+    # Trim all-zero outer rings (the 17x17 grid is mostly zeros at CIFAR radii); the kernel is
+    # symmetric, so the centre stays the anchor.
+    while (
+        k.shape[0] > 1
+        and not k[0].any()
+        and not k[-1].any()
+        and not k[:, 0].any()
+        and not k[:, -1].any()
+    ):
+        k = k[1:-1, 1:-1]
+    if device is not None:
+        return _tb().defocus_blur(images, k, device)
+    out = ndimage.correlate(
+        _to_unit(images), k[None, :, :, None], mode="mirror"
+    )  # mirror == reflect-101
+    return _finish(out)
+
+
+def _glass_sources(h: int, w: int, d: int, offsets: np.ndarray) -> np.ndarray:
+    """Flat source index per pixel after one pass of the reference's pixel loop.
+
+    The loop visits rows h = H-d .. d+1 and, inside, columns W-d .. d+1 (both descending) and
+    copies pixel (h+dy, w+dx) into (h, w). A source already visited holds its new value, so the
+    value is found by following sources through visited pixels; this is pointer jumping, vectorised
+    over images. offsets: (N, nh, nw, 2) ints (dx, dy) in scan order.
+    """
+    n = offsets.shape[0]
+    rows = np.arange(h - d, d, -1)
+    cols = np.arange(w - d, d, -1)
+    src = np.broadcast_to(np.arange(h * w), (n, h * w)).copy()
+    sy = rows[None, :, None] + offsets[..., 1]
+    sx = cols[None, None, :] + offsets[..., 0]
+    target = (rows[:, None] * w + cols[None, :]).reshape(-1)
+    src_flat = (sy * w + sx).reshape(n, -1)
+    src[:, target] = src_flat
+    # visited-before(p) <=> p in loop region and scan position earlier <=> flat index larger
+    in_region = np.zeros(h * w, dtype=bool)
+    in_region[target] = True
+    follow = np.zeros((n, h * w), dtype=bool)
+    follow[:, target] = in_region[src_flat] & (src_flat > target[None, :])
+    if not follow.any():
+        return src
+    ar = np.arange(h * w)[None, :]
+    jump = np.where(follow, src, ar)
+    rix = np.arange(n)[:, None]
+    while True:
+        nxt = jump[rix, jump]
+        if np.array_equal(nxt, jump):
+            break
+        jump = nxt
+    return src[rix, jump]
+
+
+def glass_blur(images, severity, rng=None, *, table="cifar", draws=None, device=None):
+    """Gaussian blur, uint8 truncation, `iterations` passes of the one-way pixel copy, Gaussian blur.
+
+    draws: {"offsets": ints (N, iterations, H-2d, W-2d, 2) as (dx, dy) in the reference's scan
+    order, each uniform in {-d, ..., d-1}}.
+    """
+    c = _select(
+        {
+            "cifar": [
+                (0.05, 1, 1),
+                (0.25, 1, 1),
+                (0.4, 1, 1),
+                (0.25, 1, 2),
+                (0.4, 1, 2),
+            ],
+            "imagenet": [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)],
+        },
+        table,
+        severity,
+        images,
+    )
+    sigma, d, iters = c
+    n, h, w, _ = images.shape
+    if device is not None:
+        return _tb().glass_blur(images, sigma, d, iters, rng, device, draws)
+    if draws is None:
+        # randint(-d, d) excludes d: the offsets are asymmetric, {-d, ..., d-1}.
+        offsets = _need_rng(rng, "glass_blur").integers(
+            -d, d, size=(n, iters, h - 2 * d, w - 2 * d, 2), dtype=np.int16
+        )
+    else:
+        offsets = draws["offsets"]
+    x = (_gaussian(_to_unit(images), sigma) * 255).astype(np.uint8)
+    for it in range(iters):
+        # Quirk: the reference's tuple "swap" of two NumPy views is a one-way copy, because the
+        # second assignment writes back the value just copied (spec §4.2, §6.3).
+        src = _glass_sources(h, w, d, offsets[:, it].astype(np.int64))
+        flat_src = (src + (np.arange(n) * (h * w))[:, None]).reshape(-1)
+        x = np.take(x.reshape(n * h * w, 3), flat_src, axis=0).reshape(n, h, w, 3)
+    return _finish(_gaussian(x / 255.0, sigma))
+
+
+def motion_blur(images, severity, rng=None, *, table="cifar", draws=None, device=None):
+    """ImageMagick motion blur (radius, sigma) at angle U(-45, 45) degrees, one per image.
+    draws: {"u_angle": uniforms in [0, 1) (N,)}."""
+    c = _select(
+        {
+            "cifar": [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
+            "imagenet": [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)],
+        },
+        table,
+        severity,
+        images,
+    )
+    if device is not None:
+        tb = _tb()
+        angle = tb.angles_from(rng, images.shape[0], -45.0, 45.0, draws, device)
+        return tb.motion_blur(images, c[0], c[1], angle, device)
+    u = (
+        draws["u_angle"]
+        if draws is not None
+        else _need_rng(rng, "motion_blur").random(images.shape[0])
+    )
+    angle = -45.0 + 90.0 * np.asarray(u, dtype=np.float64)
+    return motion_blur_im(images, c[0], c[1], angle)
+
+
+def _scipy_zoom_matrix(size: int, factor: float) -> np.ndarray:
+    """1-D operator of SciPy `ndimage.zoom(order=1)` (default grid_mode=False), built by zooming
+    the identity, so it is SciPy's own arithmetic. Shape (round(size*factor), size)."""
+    return ndimage.zoom(np.eye(size), (factor, 1), order=1)
+
+
+def clipped_zoom_matrix(h: int, factor: float) -> np.ndarray:
+    """The clipped zoom of spec §2.3 as an (h, h) matrix B: zoom(X) = B @ X @ B.T per channel."""
+    ch = int(np.ceil(h / factor))
+    top = (h - ch) // 2
+    a = _scipy_zoom_matrix(ch, factor)
+    trim = (a.shape[0] - h) // 2
+    b = np.zeros((h, h))
+    b[:, top : top + ch] = a[trim : trim + h]
+    return b
+
+
+def _zoom_factors(table: str, severity: int, tables: dict) -> np.ndarray:
+    start, stop, step = tables[table][severity - 1]
+    # Quirk: float arange, not linspace; CIFAR severity 1 includes its stop 1.06, and 1.0 is always
+    # included so the clean image is counted twice (spec §4.2, §6.2).
+    return np.arange(start, stop, step)
+
+
+def zoom_sum_operator(table: str, severity: int) -> tuple[np.ndarray, int]:
+    """Dense (H*W, H*W) float64 operator K = sum_z B_z kron B_z (the sum of the clipped zooms,
+    per channel, row-major pixels) and the number of factors n."""
+    zooms = {
+        "cifar": [
+            (1, 1.06, 0.01),
+            (1, 1.11, 0.01),
+            (1, 1.16, 0.01),
+            (1, 1.21, 0.01),
+            (1, 1.26, 0.01),
+        ],
+        "imagenet": [
+            (1, 1.11, 0.01),
+            (1, 1.16, 0.01),
+            (1, 1.21, 0.02),
+            (1, 1.26, 0.02),
+            (1, 1.31, 0.03),
+        ],
+    }
+    factors = _zoom_factors(table, severity, zooms)
+    h = SCALES[table]
+    k = np.zeros((h * h, h * h))
+    for z in factors:
+        b = clipped_zoom_matrix(h, float(z))
+        k += np.kron(b, b)
+    return k, len(factors)
+
+
+_ZOOM_CACHE: dict = {}
+
+
+def zoom_blur(images, severity, rng=None, *, table="cifar", draws=None, device=None):
+    """Mean of the image and its clipped zooms (factors from float arange). Deterministic.
+
+    At 32x32 the sum of the zooms is one (1024 x 1024) linear operator applied as a single
+    float64 GEMM (torch, on `device` if given) and rounded to float32; then, as the reference,
+    (x + sum) / (n + 1) in float32. At 224 the zooms are applied separably per factor.
+    """
+    _select(
+        {"cifar": [1, 2, 3, 4, 5], "imagenet": [1, 2, 3, 4, 5]}, table, severity, images
+    )
+    import torch
+
+    n, h, w, _ = images.shape
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    x = torch.from_numpy(images).to(dev).to(torch.float32) / 255.0
+    if h <= 64:
+        key = (table, severity, str(dev))
+        if key not in _ZOOM_CACHE:
+            k, nf = zoom_sum_operator(table, severity)
+            # K is block-banded (a zoom by <= 1.31 moves a pixel by a few rows): per block of
+            # `w` output pixels (one image row) keep only the input columns it touches.
+            blocks = []
+            for r0 in range(0, h * w, w):
+                cols = np.flatnonzero(np.abs(k[r0 : r0 + w]).sum(0))
+                lo, hi = int(cols.min()), int(cols.max()) + 1
+                blocks.append(
+                    (
+                        r0,
+                        lo,
+                        hi,
+                        torch.from_numpy(
+                            np.ascontiguousarray(k[r0 : r0 + w, lo:hi].T)
+                        ).to(dev),
+                    )
+                )
+            _ZOOM_CACHE[key] = (blocks, nf)
+        blocks, nf = _ZOOM_CACHE[key]
+        flat = x.permute(0, 3, 1, 2).reshape(n * 3, h * w).to(torch.float64)
+        out = torch.empty_like(flat)
+        for r0, lo, hi, kt in blocks:  # h block GEMMs instead of one dense (h*w)^2 GEMM
+            out[:, r0 : r0 + w] = flat[:, lo:hi] @ kt
+        total = out.to(torch.float32).reshape(n, 3, h, w).permute(0, 2, 3, 1)
+    else:
+        zooms = {
+            "imagenet": [
+                (1, 1.11, 0.01),
+                (1, 1.16, 0.01),
+                (1, 1.21, 0.02),
+                (1, 1.26, 0.02),
+                (1, 1.31, 0.03),
+            ]
+        }
+        factors = _zoom_factors(table, severity, zooms)
+        nf = len(factors)
+        xc = x.permute(0, 3, 1, 2).to(torch.float64)
+        acc = torch.zeros_like(xc)
+        for z in factors:
+            b = torch.from_numpy(clipped_zoom_matrix(h, float(z))).to(dev)
+            acc += (
+                (b @ xc @ b.T).to(torch.float32).to(torch.float64)
+            )  # each zoom is float32 in the reference
+        total = acc.to(torch.float32).permute(0, 2, 3, 1)
+    y = (x + total) / (nf + 1)
+    return (y.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy().reshape(n, h, w, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# weather
+
+
+def snow(images, severity, rng=None, *, table="cifar", draws=None):
+    """Snow layer N(loc, scale) -> clipped zoom -> threshold -> uint8 truncation -> ImageMagick
+    motion blur at U(-135, -45) degrees; image brightened towards 1.5*gray + 0.5 and the layer
+    added twice (itself and rotated by 180 degrees).
+    draws: {"z": standard normals (N, H, W), "u_angle": uniforms in [0, 1) (N,)}."""
+    c = _select(
+        {
+            "cifar": [
+                (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+                (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+                (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+                (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+                (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+            ],
+            "imagenet": [
+                (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+                (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+                (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+                (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+                (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+            ],
+        },
+        table,
+        severity,
+        images,
+    )
+    loc, scale, zoom, thresh, radius, sigma, blend = c
+    n, h, w, _ = images.shape
+    if draws is None:
+        r = _need_rng(rng, "snow")
+        draws = {"z": r.standard_normal((n, h, w)), "u_angle": r.random(n)}
+    layer = loc + scale * draws["z"]
+    b = clipped_zoom_matrix(h, zoom)
+    layer = b @ layer @ b.T
+    layer[layer < thresh] = 0
+    # Quirk: the layer is quantised to uint8 by truncation before the blur (spec §6.6).
+    layer8 = (np.clip(layer, 0, 1) * 255).astype(np.uint8)
+    angle = -135.0 + 90.0 * np.asarray(draws["u_angle"], dtype=np.float64)
+    blurred = motion_blur_im(layer8[..., None], radius, sigma, angle)[..., 0] / 255.0
+    rotated = np.ascontiguousarray(
+        blurred[:, ::-1, ::-1]
+    )  # the layer rotated by 180 degrees
+    # Planar per-channel arithmetic (broadcasting over a size-3 last axis is slow in NumPy);
+    # the additions keep the reference's order: (x' + layer) + rotated layer.
+    r, g, b = _planes(_to_unit(images, np.float32))
+    gray = r * np.float32(0.299) + g * np.float32(0.587) + b * np.float32(0.114)
+    lift = gray * 1.5 + 0.5
+    return np.stack(
+        [
+            _finish(blend * ch + (1 - blend) * np.maximum(ch, lift) + blurred + rotated)
+            for ch in (r, g, b)
+        ],
+        axis=-1,
+    )
+
+
+def frost(images, severity, rng=None, *, table="cifar", draws=None, frost_folder=None):
+    """clip(a * X + b * F, 0, 255) on 0..255 values, F a random crop of a random frost texture.
+    draws: {"index": ints in 0..4 (N,), "row": ints (N,), "col": ints (N,)} with row uniform in
+    [0, H_f - H) and col in [0, W_f - W) of the chosen (CIFAR: 0.2-scaled) texture."""
+    c = _select(
+        {
+            "cifar": [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)],
+            "imagenet": [(1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)],
+        },
+        table,
+        severity,
+        images,
+    )
+    n, h, w, _ = images.shape
+    textures = load_frost_textures(table, frost_folder)
+    if draws is None:
+        r = _need_rng(rng, "frost")
+        # Quirk: randint(5) over six names, so frost6.jpg is never chosen; the crop bounds exclude
+        # the last valid offset (spec §6.4).
+        index = r.integers(0, 5, size=n)
+        hs = np.array([t.shape[0] for t in textures])[index]
+        ws = np.array([t.shape[1] for t in textures])[index]
+        draws = {
+            "index": index,
+            "row": r.integers(0, hs - h),
+            "col": r.integers(0, ws - w),
+        }
+    crops = np.empty_like(images)
+    idx = np.asarray(draws["index"])
+    ar_h, ar_w = np.arange(h), np.arange(w)
+    for t in range(
+        5
+    ):  # a loop over the five textures, vectorised over the images using each
+        sel = np.nonzero(idx == t)[0]
+        if sel.size:
+            rr = np.asarray(draws["row"])[sel][:, None, None] + ar_h[None, :, None]
+            cc = np.asarray(draws["col"])[sel][:, None, None] + ar_w[None, None, :]
+            crops[sel] = textures[t][rr, cc]
+    # Quirk: the weights multiply 0..255 values, no division by 255 (spec §6.4).
+    out = np.clip(c[0] * images + c[1] * crops, 0, 255)
+    return out.astype(np.uint8)
+
+
+def plasma_fractal(
+    n_images: int, mapsize: int, decay: float, uniforms=None, rng=None
+) -> np.ndarray:
+    """Diamond-square height maps (N, mapsize, mapsize) in [0, 1] (spec §2.2), vectorised over images.
+
+    uniforms: list of arrays in [0, 1), three per level in draw order (squares, diamonds a,
+    diamonds b), each (N, k, k) with k = mapsize / step. Missing ones are drawn from rng.
+    """
+    a = np.zeros((n_images, mapsize, mapsize))
+    step = mapsize
+    wibble = 100.0
+    draw_i = 0
+
+    def wibbled_mean(s):
+        nonlocal draw_i
+        u = uniforms[draw_i] if uniforms is not None else rng.random(s.shape)
+        draw_i += 1
+        return s / 4 + wibble * (-wibble + (wibble - -wibble) * u)
+
+    while step >= 2:
+        half = step // 2
+        corners = a[:, 0::step, 0::step]
+        sq = corners + np.roll(corners, -1, axis=1)
+        sq = sq + np.roll(sq, -1, axis=2)
+        a[:, half::step, half::step] = wibbled_mean(sq)
+        dr = a[:, half::step, half::step]
+        ul = a[:, 0::step, 0::step]
+        a[:, 0::step, half::step] = wibbled_mean(
+            dr + np.roll(dr, 1, axis=1) + ul + np.roll(ul, -1, axis=2)
+        )
+        a[:, half::step, 0::step] = wibbled_mean(
+            dr + np.roll(dr, 1, axis=2) + ul + np.roll(ul, -1, axis=1)
+        )
+        step //= 2
+        wibble /= decay
+    a -= a.min(axis=(1, 2), keepdims=True)
+    return a / a.max(axis=(1, 2), keepdims=True)
+
+
+def fog_uniform_shapes(n: int, mapsize: int) -> list:
+    """Shapes of the uniform draws of plasma_fractal, in draw order."""
+    shapes, step = [], mapsize
+    while step >= 2:
+        k = mapsize // step
+        shapes += [(n, k, k)] * 3
+        step //= 2
+    return shapes
+
+
+def fog(images, severity, rng=None, *, table="cifar", draws=None):
+    """clip((x + a * F) * M / (M + a)), F a plasma fractal (32 map for CIFAR, 256 cropped to 224).
+    draws: {"uniforms": list of arrays as in fog_uniform_shapes}."""
+    c = _select(
+        {
+            "cifar": [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
+            "imagenet": [(1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)],
+        },
+        table,
+        severity,
+        images,
+    )
+    n, h, w, _ = images.shape
+    mapsize = {"cifar": 32, "imagenet": 256}[table]
+    uniforms = draws["uniforms"] if draws is not None else None
+    fmap = plasma_fractal(
+        n,
+        mapsize,
+        c[1],
+        uniforms,
+        None if uniforms is not None else _need_rng(rng, "fog"),
+    )
+    x = _to_unit(images)
+    # Quirk: M is the whole-image maximum taken before the fog is added (spec §6.5).
+    m = x.max(axis=(1, 2, 3), keepdims=True)
+    x = x + c[0] * fmap[:, :h, :w, None]
+    return _finish(x * m / (m + c[0]))
+
+
+def brightness(images, severity, rng=None, *, table="cifar", draws=None):
+    """HSV value + c, clipped. Deterministic."""
+    c = _select(
+        {"cifar": [0.05, 0.1, 0.15, 0.2, 0.3], "imagenet": [0.1, 0.2, 0.3, 0.4, 0.5]},
+        table,
+        severity,
+        images,
+    )
+    h, s, v = _rgb_to_hsv_planes(*_planes(_to_unit(images)))
+    v = np.clip(v + c, 0, 1)
+    return np.stack([_finish(ch) for ch in _hsv_to_rgb_planes(h, s, v)], axis=-1)
+
+
+def saturate(images, severity, rng=None, *, table="cifar", draws=None):
+    """HSV saturation * scale + offset, clipped. Deterministic."""
+    c = _select(
+        {
+            "cifar": [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)],
+            "imagenet": [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)],
+        },
+        table,
+        severity,
+        images,
+    )
+    h, s, v = _rgb_to_hsv_planes(*_planes(_to_unit(images)))
+    s = np.clip(s * c[0] + c[1], 0, 1)
+    return np.stack([_finish(ch) for ch in _hsv_to_rgb_planes(h, s, v)], axis=-1)
+
+
+def _spatter_water_mask(liquid8: np.ndarray) -> np.ndarray:
+    """Water-mode distance mask of one uint8 layer, with OpenCV as the reference does (Canny,
+    L2 distance transform mask 5, truncation at 20, box blurs, histogram equalisation and a
+    saturating 8-bit filter). Returns float32 (H, W)."""
+    try:
+        import cv2
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "spatter (water mode, severities 1-3 of both tables) needs OpenCV: "
+            "pip install opencv-python-headless"
+        ) from err
+    dist = 255 - cv2.Canny(liquid8, 50, 150)
+    dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+    _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+    dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+    dist = cv2.equalizeHist(dist)
+    ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+    dist = cv2.filter2D(dist, cv2.CV_8U, ker)
+    return cv2.blur(dist, (3, 3)).astype(np.float32)
+
+
+def spatter(images, severity, rng=None, *, table="cifar", draws=None):
+    """Liquid layer N(loc, scale) smoothed and thresholded; water (mode 0) or mud (mode 1).
+    draws: {"z": standard normals (N, H, W)}. Water mode needs OpenCV (per-image loop)."""
+    c = _select(
+        {
+            "cifar": [
+                (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+                (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+                (0.65, 0.3, 1, 0.69, 0.5, 0),
+                (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+                (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+            ],
+            "imagenet": [
+                (0.65, 0.3, 4, 0.69, 0.6, 0),
+                (0.65, 0.3, 3, 0.68, 0.6, 0),
+                (0.65, 0.3, 2, 0.68, 0.5, 0),
+                (0.65, 0.3, 1, 0.65, 1.5, 1),
+                (0.67, 0.4, 1, 0.65, 1.5, 1),
+            ],
+        },
+        table,
+        severity,
+        images,
+    )
+    loc, scale, sigma, thresh, intensity, mode = c
+    n, h, w, _ = images.shape
+    z = (
+        draws["z"]
+        if draws is not None
+        else _need_rng(rng, "spatter").standard_normal((n, h, w))
+    )
+    x = _to_unit(images, np.float32)
+    liquid = _gaussian(loc + scale * z, sigma)
+    liquid[liquid < thresh] = 0
+    if mode == 0:
+        # Quirk: uint8 cast of 255*liquid, values above 255 wrap around (spec §6.8).
+        liquid8 = ((liquid * 255).astype(np.int64) & 255).astype(np.uint8)
+        dist = np.stack([_spatter_water_mask(l8) for l8 in liquid8])
+        m = liquid8 * dist
+        mx = m.max(axis=(1, 2), keepdims=True)
+        # Guard: the reference divides by a zero maximum (NaN image) when no liquid survives.
+        m = np.where(mx > 0, m / np.where(mx > 0, mx, 1), 0).astype(
+            np.float32
+        ) * np.float32(intensity)
+        colour = np.array([175 / 255.0, 238 / 255.0, 238 / 255.0], dtype=np.float32)
+        return _finish(x + m[..., None] * colour)
+    m = _gaussian((liquid > thresh).astype(np.float32), intensity)
+    m[m < 0.8] = 0
+    colour = np.array([63 / 255.0, 42 / 255.0, 20 / 255.0], dtype=np.float32)
+    return _finish(x * (1 - m[..., None]) + colour * m[..., None])
+
+
+# ----------------------------------------------------------------------------------------------
+# digital
+
+
+def contrast(images, severity, rng=None, *, table="cifar", draws=None):
+    """(x - m) * c + m with m the per-channel spatial mean. Deterministic."""
+    c = _select(
+        {"cifar": [0.75, 0.5, 0.4, 0.3, 0.15], "imagenet": [0.4, 0.3, 0.2, 0.1, 0.05]},
+        table,
+        severity,
+        images,
+    )
+    x = _to_unit(images)
+    means = np.mean(x, axis=(1, 2), keepdims=True)
+    return _finish((x - means) * c + means)
+
+
+def cv_affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """OpenCV getAffineTransform for batches: (N, 3, 2) float32 points -> (N, 2, 3) float64."""
+    n = src.shape[0]
+    a = np.zeros((n, 6, 6))
+    b = np.zeros((n, 6))
+    s = src.astype(np.float64)
+    for i in range(3):
+        a[:, 2 * i, 0:2] = s[:, i]
+        a[:, 2 * i, 2] = 1
+        a[:, 2 * i + 1, 3:5] = s[:, i]
+        a[:, 2 * i + 1, 5] = 1
+        b[:, 2 * i] = dst[:, i, 0]
+        b[:, 2 * i + 1] = dst[:, i, 1]
+    return np.linalg.solve(a, b[..., None])[..., 0].reshape(n, 2, 3)
+
+
+def warp_affine_cv(img: np.ndarray, m: np.ndarray, coords: str = "fixed") -> np.ndarray:
+    """OpenCV warpAffine (INTER_LINEAR, BORDER_REFLECT_101, forward matrix) for float32 (N, H, W, C).
+
+    coords "fixed": the classic OpenCV (2.x-4.10, the one that made the 2019 files) sampling:
+    coordinates in fixed point with 10 bits, rounded to 1/32 pixel, bilinear weights from the
+    32x32 float table. coords "float": unquantised coordinates, as OpenCV 5.0 computes them
+    (agrees with cv2 5.0 to ~3e-6).
+    """
+    if coords not in ("fixed", "float"):
+        raise ValueError(f"coords must be 'fixed' or 'float', got {coords!r}")
+    n, h, w, ch = img.shape
+    m = m.astype(np.float64)
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    det = np.where(det != 0, 1.0 / np.where(det != 0, det, 1), 0.0)
+    i00 = m[:, 1, 1] * det
+    i11 = m[:, 0, 0] * det
+    i01 = -m[:, 0, 1] * det
+    i10 = -m[:, 1, 0] * det
+    i02 = -i00 * m[:, 0, 2] - i01 * m[:, 1, 2]
+    i12 = -i10 * m[:, 0, 2] - i11 * m[:, 1, 2]
+    scale, rdelta = (
+        1024,
+        16,
+    )  # AB_SCALE = 1 << 10; round_delta = AB_SCALE / INTER_TAB_SIZE / 2
+    xs = np.arange(w, dtype=np.float64)[None, None, :]
+    ys = np.arange(h, dtype=np.float64)[None, :, None]
+    adelta = np.rint(i00[:, None, None] * xs * scale).astype(np.int64)
+    bdelta = np.rint(i10[:, None, None] * xs * scale).astype(np.int64)
+    x0 = (
+        np.rint((i01[:, None, None] * ys + i02[:, None, None]) * scale).astype(np.int64)
+        + rdelta
+    )
+    y0 = (
+        np.rint((i11[:, None, None] * ys + i12[:, None, None]) * scale).astype(np.int64)
+        + rdelta
+    )
+    if coords == "fixed":
+        xq = (x0 + adelta) >> 5
+        yq = (y0 + bdelta) >> 5
+        sx, fx = xq >> 5, (xq & 31).astype(np.float32) / np.float32(32)
+        sy, fy = yq >> 5, (yq & 31).astype(np.float32) / np.float32(32)
+    else:
+        xf = i00[:, None, None] * xs + i01[:, None, None] * ys + i02[:, None, None]
+        yf = i10[:, None, None] * xs + i11[:, None, None] * ys + i12[:, None, None]
+        sx, sy = np.floor(xf).astype(np.int64), np.floor(yf).astype(np.int64)
+        fx, fy = (xf - sx).astype(np.float32), (yf - sy).astype(np.float32)
+    x0i, x1i = _reflect101(sx, w), _reflect101(sx + 1, w)
+    y0i, y1i = _reflect101(sy, h), _reflect101(sy + 1, h)
+    # Planar layout (C, N*H*W): weights broadcast over long contiguous rows, not a size-3 axis.
+    planes = np.moveaxis(img, -1, 0).reshape(ch, -1)
+    base = (np.arange(n) * (h * w))[:, None, None]
+    one = np.float32(1)
+    w00 = ((one - fy) * (one - fx)).reshape(-1)
+    w01 = ((one - fy) * fx).reshape(-1)
+    w10 = (fy * (one - fx)).reshape(-1)
+    w11 = (fy * fx).reshape(-1)
+
+    def tap(yi, xi):
+        return np.take(planes, (base + yi * w + xi).reshape(-1), axis=1)
+
+    out = (
+        tap(y0i, x0i) * w00
+        + tap(y0i, x1i) * w01
+        + tap(y1i, x0i) * w10
+        + tap(y1i, x1i) * w11
+    )
+    return np.moveaxis(out.astype(np.float32).reshape(ch, n, h, w), 0, -1)
+
+
+def _scipy_reflect_coord(c: np.ndarray, n: int) -> np.ndarray:
+    """Fold a coordinate into [-0.5, n - 0.5] the way SciPy's 'reflect' (half-sample symmetric) mode does."""
+    out = (c < -0.5) | (c > n - 0.5)
+    if not out.any():  # the common case: nothing to fold
+        return c
+    period = 2 * n
+    folded = np.mod(c[out] + 0.5, period) - 0.5
+    c = c.copy()
+    c[out] = np.where(folded > n - 0.5, period - 1 - folded, folded)
+    return c
+
+
+def map_coordinates_reflect(
+    img: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
+    """SciPy map_coordinates(order=1, mode='reflect') over the two spatial axes, batched:
+    img (N, H, W, C), rows/cols (N, H, W) float64; the channel coordinate is the integer channel."""
+    n, h, w, _ = img.shape
+    r = _scipy_reflect_coord(rows, h)
+    c = _scipy_reflect_coord(cols, w)
+    r0 = np.floor(r)
+    c0 = np.floor(c)
+    tr = (r - r0).reshape(-1)
+    tc = (c - c0).reshape(-1)
+    ur, uc = 1 - tr, 1 - tc
+    r0 = r0.astype(np.int64)
+    c0 = c0.astype(np.int64)
+    r1 = np.minimum(r0 + 1, h - 1)
+    c1 = np.minimum(c0 + 1, w - 1)
+    r0 = np.maximum(r0, 0)
+    c0 = np.maximum(c0, 0)
+    # Planar layout (C, N*H*W) so the weights broadcast over long contiguous rows.
+    planes = np.moveaxis(img, -1, 0).reshape(img.shape[-1], -1)
+    base = (np.arange(n) * (h * w))[:, None, None]
+
+    def tap(ri, ci):  # float32 samples; the float64 weights promote the products
+        return np.take(planes, (base + ri * w + ci).reshape(-1), axis=1)
+
+    out = ur * (uc * tap(r0, c0) + tc * tap(r0, c1)) + tr * (
+        uc * tap(r1, c0) + tc * tap(r1, c1)
+    )
+    return np.moveaxis(out.astype(img.dtype).reshape(img.shape[-1], n, h, w), 0, -1)
+
+
+def elastic_transform(
+    images, severity, rng=None, *, table="cifar", draws=None, warp="fixed"
+):
+    """Random affine (OpenCV) then a smooth random displacement field resampled bilinearly.
+    warp: "fixed" (1/32-pixel coordinates of the OpenCV that made the released files) or "float"
+    (OpenCV >= 5 behaviour); see warp_affine_cv.
+    draws: {"u_affine": uniforms in [0, 1) (N, 3, 2), "u_dx", "u_dy": uniforms (N, H, W)}."""
+    c = _select(
+        {
+            "cifar": [
+                (32 * 0, 32 * 0, 32 * 0.08),
+                (32 * 0.05, 32 * 0.2, 32 * 0.07),
+                (32 * 0.08, 32 * 0.06, 32 * 0.06),
+                (32 * 0.1, 32 * 0.04, 32 * 0.05),
+                (32 * 0.1, 32 * 0.03, 32 * 0.03),
+            ],
+            # Quirk: ImageNet constants use 244, not 224 (spec §6.7); CIFAR severity 1 has
+            # alpha = 0, i.e. the random affine alone.
+            "imagenet": [
+                (244 * 2, 244 * 0.7, 244 * 0.1),
+                (244 * 2, 244 * 0.08, 244 * 0.2),
+                (244 * 0.05, 244 * 0.01, 244 * 0.02),
+                (244 * 0.07, 244 * 0.01, 244 * 0.02),
+                (244 * 0.12, 244 * 0.01, 244 * 0.02),
+            ],
+        },
+        table,
+        severity,
+        images,
+    )
+    alpha, sigma, amax = c
+    n, h, w, _ = images.shape
+    if draws is None:
+        r = _need_rng(rng, "elastic_transform")
+        draws = {
+            "u_affine": r.random((n, 3, 2)),
+            "u_dx": r.random((n, h, w)),
+            "u_dy": r.random((n, h, w)),
+        }
+    x = _to_unit(images, np.float32)
+    center = np.float32([h, w]) // 2
+    square = min(h, w) // 3
+    pts1 = np.float32(
+        [center + square, [center[0] + square, center[1] - square], center - square]
+    )
+    pts1 = np.broadcast_to(pts1, (n, 3, 2))
+    pts2 = pts1 + (-amax + 2 * amax * draws["u_affine"]).astype(np.float32)
+    x = warp_affine_cv(x, cv_affine_from_points(pts1, pts2), warp)
+    dx = (
+        ndimage.gaussian_filter(
+            -1 + 2 * draws["u_dx"], (0, sigma, sigma), mode="reflect", truncate=3
+        )
+        * alpha
+    ).astype(np.float32)
+    dy = (
+        ndimage.gaussian_filter(
+            -1 + 2 * draws["u_dy"], (0, sigma, sigma), mode="reflect", truncate=3
+        )
+        * alpha
+    ).astype(np.float32)
+    rows = np.arange(h)[None, :, None] + dy.astype(np.float64)
+    cols = np.arange(w)[None, None, :] + dx.astype(np.float64)
+    return _finish(map_coordinates_reflect(x, rows, cols))
+
+
+_PIL_PRECISION_BITS = 32 - 8 - 2
+
+
+def pil_box_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's BOX resampling coefficients (Resample.c precompute_coeffs), in 8-bit fixed point,
+    as an integer (out_size, in_size) matrix."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    out = np.zeros((out_size, in_size), dtype=np.int64)
+    for xx in range(out_size):  # tiny setup loop over output positions (<= 224)
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        pos = (np.arange(xmin, xmax) - center + 0.5) / filterscale
+        k = ((pos > -0.5) & (pos <= 0.5)).astype(np.float64)
+        if k.sum() != 0:
+            k /= k.sum()
+        out[xx, xmin:xmax] = (0.5 + k * (1 << _PIL_PRECISION_BITS)).astype(np.int64)
+    return out
+
+
+def _pil_resample_pass(x: np.ndarray, mat: np.ndarray, axis: int) -> np.ndarray:
+    # float64 GEMM on integers below 2**53 is exact, so this is Pillow's integer arithmetic.
+    acc = np.moveaxis(
+        np.moveaxis(x, axis, -1).astype(np.float64) @ mat.T.astype(np.float64), -1, axis
+    )
+    acc = np.floor(
+        (acc + (1 << (_PIL_PRECISION_BITS - 1))) / (1 << _PIL_PRECISION_BITS)
+    )
+    return np.clip(acc, 0, 255).astype(np.uint8)
+
+
+def pil_box_resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Pillow `resize((size, size), BOX)` of uint8 (N, H, W, C): horizontal pass, then vertical,
+    each rounded to uint8, as Pillow does."""
+    _, h, w, _ = images.shape
+    x = images
+    if size != w:
+        x = _pil_resample_pass(x, pil_box_matrix(w, size), axis=2)
+    if size != h:
+        x = _pil_resample_pass(x, pil_box_matrix(h, size), axis=1)
+    return x
+
+
+def pixelate(images, severity, rng=None, *, table="cifar", draws=None):
+    """Pillow BOX resize to floor(size * c), then BOX back. Deterministic."""
+    c = _select(
+        {
+            "cifar": [0.95, 0.9, 0.85, 0.75, 0.65],
+            "imagenet": [0.6, 0.5, 0.4, 0.3, 0.25],
+        },
+        table,
+        severity,
+        images,
+    )
+    size = images.shape[1]
+    # Quirk: int() truncates the small size (spec §6.10).
+    return pil_box_resize(pil_box_resize(images, int(size * c)), size)
+
+
+def _jpeg_pil(images: np.ndarray, quality: int) -> np.ndarray:
+    out = np.empty_like(images)
+    for i, img in enumerate(
+        images
+    ):  # the reference path: one Pillow round trip per image
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im.convert("RGB"))
+    return out
+
+
+def _jpeg_torchvision(images: np.ndarray, quality: int) -> np.ndarray:
+    """torchvision's batched libjpeg round trip: same defaults as Pillow (4:2:0, standard tables,
+    baseline), byte-identical encodings in our tests, about 3x faster."""
+    import warnings
+
+    import torch
+
+    with (
+        warnings.catch_warnings()
+    ):  # torchvision 0.29 deprecates its image codecs (still present)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        tensors = [t for t in torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()]
+        decoded = decode_jpeg(encode_jpeg(tensors, quality=quality))
+    return torch.stack(decoded).permute(0, 2, 3, 1).numpy()
+
+
+def jpeg_compression(
+    images, severity, rng=None, *, table="cifar", draws=None, backend="auto"
+):
+    """JPEG save at the given quality (Pillow defaults: 4:2:0, standard tables) and reload.
+    Deterministic. backend: "pil" (the reference), "torchvision" (batched), "auto" (torchvision
+    when importable)."""
+    c = _select(
+        {"cifar": [80, 65, 58, 50, 40], "imagenet": [25, 18, 15, 10, 7]},
+        table,
+        severity,
+        images,
+    )
+    if backend not in ("auto", "pil", "torchvision"):
+        raise ValueError(
+            f"backend must be 'auto', 'pil' or 'torchvision', got {backend!r}"
+        )
+    if backend == "pil" or images.shape[0] == 0:
+        return _jpeg_pil(images, c)
+    if backend == "auto":
+        try:
+            return _jpeg_torchvision(images, c)
+        except (
+            ImportError,
+            TypeError,
+            RuntimeError,
+        ):  # no torchvision codecs (or no batch API)
+            return _jpeg_pil(images, c)
+    return _jpeg_torchvision(images, c)
+
+
+# ----------------------------------------------------------------------------------------------
+# tables
+
+CorruptionFn = Callable[..., np.ndarray]
+
+# Benchmark order as in spec metrics.md / corruptions.md §3.
+CORRUPTIONS: dict[str, CorruptionFn] = {
+    "gaussian_noise": gaussian_noise,
+    "shot_noise": shot_noise,
+    "impulse_noise": impulse_noise,
+    "defocus_blur": defocus_blur,
+    "glass_blur": glass_blur,
+    "motion_blur": motion_blur,
+    "zoom_blur": zoom_blur,
+    "snow": snow,
+    "frost": frost,
+    "fog": fog,
+    "brightness": brightness,
+    "contrast": contrast,
+    "elastic_transform": elastic_transform,
+    "pixelate": pixelate,
+    "jpeg_compression": jpeg_compression,
+    "speckle_noise": speckle_noise,
+    "gaussian_blur": gaussian_blur,
+    "spatter": spatter,
+    "saturate": saturate,
+}
+ALL_CORRUPTIONS = tuple(CORRUPTIONS)
+BENCHMARK_CORRUPTIONS = ALL_CORRUPTIONS[:15]
+EXTRA_CORRUPTIONS = ALL_CORRUPTIONS[15:]
+DETERMINISTIC = (
+    "defocus_blur",
+    "zoom_blur",
+    "brightness",
+    "contrast",
+    "pixelate",
+    "jpeg_compression",
+    "gaussian_blur",
+    "saturate",
+)
+
+
+# Corruptions with a torch path (device=...): its own random streams, same arithmetic.
+DEVICE_CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+)
+
+
+def corrupt(
+    images: np.ndarray,
+    name: str,
+    severity: int,
+    rng=None,
+    *,
+    table: str = "cifar",
+    device=None,
+) -> np.ndarray:
+    """Apply the named corruption. With `device`, the corruptions in DEVICE_CORRUPTIONS run
+    through torch on that device (own random streams); the others ignore it."""
+    if name not in CORRUPTIONS:
+        raise KeyError(
+            f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}"
+        )
+    if device is not None and name in DEVICE_CORRUPTIONS:
+        return CORRUPTIONS[name](images, severity, rng, table=table, device=device)
+    return CORRUPTIONS[name](images, severity, rng, table=table)
