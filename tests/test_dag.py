@@ -30,7 +30,7 @@ def dvc_plan(wd: Path) -> dict[str, dict]:
                 "inputs": {d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)},
                 "outputs": {o.def_path for o in stage.outs},
                 "sections": {p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params},
-                "name": stage.addressing.split("@")[0],
+                "name": stage.name.split("@")[0],
             }
     return plan
 
@@ -49,12 +49,15 @@ def snakemake_plan(wd: Path) -> dict[str, dict]:
         for m in re.finditer(r"^rule (\w+):.*?sections=sections\(([^)]*)\)", path.read_text(), re.S | re.M)
     }
     plan = {}
-    for block in re.split(r"\n(?=\[[^\n]*\]\nrule |rule )", out):
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         rule = re.search(r"^(?:localrule|rule) (\w+):", block, re.M)
         cmd = re.search(r"^Shell command: (.+)$", block, re.M)
-        if not rule or not cmd:
+        if not rule or not cmd or cmd.group(1).strip() == "None":
             continue
-        field = lambda name: {s.strip() for s in re.search(rf"^\s+{name}: (.+)$", block, re.M).group(1).split(",")}
+        def field(name: str) -> set[str]:
+            found = re.search(rf"^\s+{name}: (.+)$", block, re.M)
+            return {s.strip() for s in found.group(1).split(",")} if found else set()
+
         plan[cmd.group(1).strip()] = {"inputs": field("input"), "outputs": field("output"),
                                       "sections": rule_sections[rule.group(1)], "name": rule.group(1)}
     return plan

@@ -42,8 +42,9 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
     model = build_model(arch, 10).to(dev)
     if cuda and params.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    fwd = torch.compile(model) if compile else model
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    fwd = torch.compile(model, mode=params.train.compile_mode) if compile else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                          **({"fused": True} if cuda else {}))
     g = torch.Generator().manual_seed(0)
     x_all = torch.randint(0, 256, (epoch_samples, 3, 32, 32), dtype=torch.uint8, generator=g).to(dev)
     y_all = torch.randint(0, 10, (epoch_samples,), generator=g).to(dev)
@@ -84,7 +85,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
         "arch": arch, "method": method, "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
         "torch": torch.__version__, "batch_size": batch_size, "timed_steps": steps,
         "bf16": bool(cuda and params.train.bf16), "channels_last": bool(cuda and params.train.channels_last),
-        "compile": compile, "epoch_samples": epoch_samples,
+        "compile": params.train.compile_mode if compile else False, "epoch_samples": epoch_samples,
         "step_ms": round(step_s * 1e3, 3), "samples_per_s": round(epoch_samples / epoch_s, 1),
         "augmentation_s_per_epoch": round(aug_epoch_s, 3), "augmentation_share": round(aug_epoch_s / epoch_s, 4),
         "epoch_s_estimate": round(epoch_s, 2), f"{epochs}_epochs_min_estimate": round(epochs * epoch_s / 60, 2),

@@ -143,6 +143,7 @@ class TrainParams:
     bf16: bool = spec()  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = spec()  # channels-last memory format on CUDA
     compile: bool = spec()  # torch.compile the model
+    compile_mode: str = spec(choices=("default", "reduce-overhead", "max-autotune"))  # reduce-overhead: CUDA graphs
     threads: int = spec(min=0, max=1024)  # torch CPU threads (0 = torch default)
     log_every: int = spec(min=1)  # plain progress line every N steps when not on a terminal
 

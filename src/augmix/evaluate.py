@@ -59,18 +59,25 @@ def evaluate_model(
     extras = {"confidence": probs.max(1), "correct": probs.argmax(1) == y}
 
     if c_dir is not None:
+        import json
+
         labels_all = np.load(c_dir / "labels.npy")
-        n_sev = len(params.corruptions.severities)
+        # Which severities the files stack (generated: the params' list; official: all five).
+        stacked = json.loads((c_dir / "severities.json").read_text())["severities"]
+        missing = sorted(set(params.corruptions.severities) - set(stacked))
+        if missing:
+            raise ValueError(f"corruptions.severities: {missing} not in {c_dir} (it holds {stacked}); re-run corrupt")
+        per = len(labels_all) // len(stacked)
         for name in params.corruptions.names:
             images = np.load(c_dir / f"{name}.npy", mmap_mode="r")
             if len(images) != len(labels_all):
                 raise ValueError(f"{c_dir / name}.npy has {len(images)} images, labels.npy {len(labels_all)}")
-            per = len(images) // n_sev
-            for i, severity in enumerate(params.corruptions.severities):
+            for severity in params.corruptions.severities:
+                i = stacked.index(severity)
                 block = slice(i * per, (i + 1) * per)
                 lg = predict_logits(model, _to_tensor(images[block], device), bs, autocast=autocast)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
-                             **_scores(lg, labels_all[block], params)})
+                             **_scores(lg, labels_all[block].astype(np.int64), params)})
     frame = pd.DataFrame(rows)
     for k, v in reversed(list(identity.items())):
         frame.insert(0, k, v)

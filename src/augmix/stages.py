@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from augmix import io, tracking
-from augmix.config import Params, to_dict
+from augmix.config import ConfigError, Params, to_dict
 
 DOWNLOAD_SECTIONS = ["seed", "data"]
 CORRUPT_SECTIONS = ["data", "corruptions"]
@@ -55,7 +55,18 @@ def download(params: Params, dataset: str) -> Path:
     return out
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    import os
+    import shutil
+
+    try:
+        os.link(src, dst)  # the official files are 2-3 GB: share the bytes when the disk allows
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def corrupt(params: Params, dataset: str) -> Path:
+    """data/corrupted/<dataset>/C (CIFAR-C layout + severities.json) and P (CIFAR-P layout)."""
     from augmix import corruptions, data
 
     paths = Paths(params)
@@ -64,15 +75,24 @@ def corrupt(params: Params, dataset: str) -> Path:
     with tracking.stage_run(params, stage="corrupt", sections=CORRUPT_SECTIONS,
                             identity={"dataset": dataset}) as run:
         with io.atomic_dir(out) as tmp:
+            (tmp / "C").mkdir()
             if cp.source == "official":
-                corruptions.fetch_official(dataset, tmp / "C", downloads=Path(params.data.root) / "downloads",
-                                           download=params.data.download, imagenet_c_dir=params.data.imagenet_c_dir)
+                if dataset not in ("cifar10", "cifar100"):
+                    raise ConfigError(f"corruptions.source: official files exist for cifar10 and cifar100 only, "
+                                      f"not {dataset}; use source: generate")
+                src = corruptions.fetch_official_cifar_c(dataset, Path(params.data.root) / "downloads",
+                                                         download=params.data.download)
+                for name in [*cp.names, "labels"]:
+                    _link_or_copy(src / f"{name}.npy", tmp / "C" / f"{name}.npy")
+                stacked = [1, 2, 3, 4, 5]  # the released files always hold all five severities
             else:
                 x, y = data.load_split(paths.raw(dataset), "test", params.data.max_test)
                 corruptions.build_c_set(x, y, tmp / "C", names=list(cp.names), severities=list(cp.severities),
                                         seed=cp.seed, table="cifar")
+                stacked = list(cp.severities)
                 if cp.perturbations:
-                    corruptions.build_p_set(x, y, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
+                    corruptions.build_p_set(x, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
+            io.write_json(tmp / "C" / "severities.json", {"severities": stacked})
             (tmp / "P").mkdir(exist_ok=True)
         sheet = out / "C" / "contact_sheet.png"
         if sheet.exists():

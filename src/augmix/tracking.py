@@ -9,10 +9,11 @@ temporary or queued DVC experiments (which execute in a copy) are not lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,39 @@ def runner() -> str:
     return os.environ.get("AUGMIX_RUNNER", "cli")
 
 
+def _served(uri: str) -> bool:
+    """A tracking server: it chooses where artifacts go (`--artifacts-destination`, proxied)."""
+    return uri.startswith(("http://", "https://"))
+
+
+@contextlib.contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Serialise opening a local SQLite store across processes. MLflow creates and migrates the
+    tables on first connection; parallel stages (`snakemake -j N` on a fresh store) doing that at
+    once fail with "duplicate column name" (measured: 5 of 6; tests/test_faults.py)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no parallel runners to guard against here
+        yield
+        return
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def _experiment_id(mlflow: Any, name: str) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return mlflow.create_experiment(name, artifact_location=artifact_root())
+        # A local artifact root would make every client write beside itself instead of to the server.
+        location = None if _served(tracking_uri()) else artifact_root()
+        return mlflow.create_experiment(name, artifact_location=location)
     except Exception:  # another stage created it at the same moment
         exp = mlflow.get_experiment_by_name(name)
         if exp is None:
@@ -95,14 +123,16 @@ class Run(NullRun):
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        self._client = MlflowClient(tracking_uri=tracking_uri())
-        mlflow.set_tracking_uri(tracking_uri())
-        exp_id = _experiment_id(mlflow, experiment)
+        uri = tracking_uri()
         all_tags = dict(tags)
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         all_tags["mlflow.runName"] = name
-        run = self._client.create_run(exp_id, tags=all_tags, run_name=name)
+        with _first_use_lock(uri):
+            self._client = MlflowClient(tracking_uri=uri)
+            mlflow.set_tracking_uri(uri)
+            exp_id = _experiment_id(mlflow, experiment)
+            run = self._client.create_run(exp_id, tags=all_tags, run_name=name)
         self.run_id = run.info.run_id
         self.experiment_id = exp_id
 

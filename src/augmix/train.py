@@ -117,9 +117,10 @@ def train(
     model = build_model(arch, num_classes).to(device)
     if cuda and params.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    forward_model = torch.compile(model) if params.train.compile else model
+    forward_model = torch.compile(model, mode=params.train.compile_mode) if params.train.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=opt_p.lr, momentum=opt_p.momentum,
-                                nesterov=opt_p.nesterov, weight_decay=recipe.weight_decay)
+                                nesterov=opt_p.nesterov, weight_decay=recipe.weight_decay,
+                                **({"fused": True} if cuda else {}))
     n = len(train_data.y)
     steps_per_epoch = math.ceil(n / opt_p.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
