@@ -141,7 +141,7 @@ class GridParams:
 class TrainParams:
     device: str = spec(choices=("auto", "cpu", "cuda"))
     bf16: bool = spec()  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = spec()  # channels-last memory format on CUDA
+    channels_last: bool = spec()  # channels-last memory format (CUDA and CPU)
     compile: bool = spec()  # torch.compile the model
     compile_mode: str = spec(choices=("default", "reduce-overhead", "max-autotune"))  # reduce-overhead: CUDA graphs
     threads: int = spec(min=0, max=1024)  # torch CPU threads (0 = torch default)
