@@ -118,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"augmix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
 
-    def add(name: str, fn: Callable[[argparse.Namespace], None], help: str, *, cell: str = "") -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace], None], help: str, *, cell: str = "",
+            params: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+        if params:  # repro and demo run whole pipelines, which read the params.yaml of their folder
+            p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
         if "d" in cell:
             p.add_argument("--dataset", required=True, help="dataset name, e.g. cifar10, cifar100, digits")
         if "a" in cell:
@@ -139,12 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's results folder)")
     add("report", cmd_report, "Assemble the paper's tables and plots into report/.")
     add("check", cmd_check, "Validate a params file and exit.")
-    p = add("repro", cmd_repro, "Run the whole pipeline (dvc repro or snakemake) under one MLflow parent run.")
+    p = add("repro", cmd_repro, "Run the whole pipeline (dvc repro or snakemake) under one MLflow parent run.",
+            params=False)
     p.add_argument("--runner", choices=["dvc", "snakemake"], default="dvc")
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs (snakemake)")
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("extra", nargs="*", help="extra arguments for the orchestrator (after --)")
-    p = add("demo", cmd_demo, "Run the whole pipeline on the offline demo config in a work folder.")
+    p = add("demo", cmd_demo, "Run the whole pipeline on the offline demo config in a work folder.", params=False)
     p.add_argument("--runner", choices=["dvc", "snakemake"], default="dvc")
     p.add_argument("--workdir", type=Path, default=Path("demo"))
     p.add_argument("--demo-params", type=Path, default=Path("workflow/params/demo.yaml"))

@@ -111,7 +111,11 @@ def train(params: Params, dataset: str, arch: str, method: str, *, stop_after_ep
         summary = training.train(params, dataset=dataset, arch=arch, method=method, raw_dir=paths.raw(dataset),
                                  out_dir=out, checkpoint=paths.checkpoint(dataset, arch, method), run=run,
                                  stop_after_epoch=stop_after_epoch)
-        if "stopped_after_epoch" not in summary:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        if "stopped_after_epoch" not in summary and "rank" not in summary:  # rank 0 writes
             io.write_text(out / "params.resolved.yaml", _yaml(to_dict(params)))
             run.log_artifact(out / "train_log.csv")
             run.log_artifact(out / "train_summary.json")

@@ -172,8 +172,8 @@ class Run(NullRun):
 
 def stage_run(params: Any, *, stage: str, sections: list[str], identity: Mapping[str, str] | None = None) -> NullRun:
     """Open the run of one executed stage (a child when a pipeline parent run exists)."""
-    if not params.tracking.enabled:
-        return NullRun()
+    if not params.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
+        return NullRun()  # one run per stage: only rank 0 of a torchrun job logs
     import torch
 
     identity = dict(identity or {})

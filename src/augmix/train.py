@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,30 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a `torchrun` job (world 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(cuda: bool) -> Dist:
+    """Join the process group torchrun describes in the environment (NCCL on GPUs, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
 
 
 @dataclass
@@ -104,6 +129,10 @@ def train(
         torch.set_num_threads(params.train.threads)
     device = pick_device(params.train.device)
     cuda = device.type == "cuda"
+    if cuda and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist = init_distributed(cuda)
     train_np = load_split(raw_dir, "train", params.data.max_train)
     test_np = load_split(raw_dir, "test", params.data.max_test)
     train_data, test_data = to_device(*train_np, device), to_device(*test_np, device)
@@ -117,7 +146,11 @@ def train(
     model = build_model(arch, num_classes).to(device)
     if params.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)
-    forward_model = torch.compile(model, mode=params.train.compile_mode) if params.train.compile else model
+    forward_model = model
+    if dist.world > 1:  # each rank trains on its share of every global batch; gradients are averaged
+        forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if params.train.compile:
+        forward_model = torch.compile(forward_model, mode=params.train.compile_mode)
     optimizer = torch.optim.SGD(model.parameters(), lr=opt_p.lr, momentum=opt_p.momentum,
                                 nesterov=opt_p.nesterov, weight_decay=recipe.weight_decay,
                                 **({"fused": True} if cuda else {}))
@@ -157,7 +190,9 @@ def train(
         for step, idx in enumerate(progress(order.split(opt_p.batch_size), total=steps_per_epoch,
                                             desc=f"epoch {epoch + 1}/{recipe.epochs}",
                                             every=params.train.log_every)):
-            idx_dev = idx.to(device, non_blocking=True)
+            # DDP: rank r takes samples r, r + world, ... of the global batch. Augmentation is keyed
+            # by sample index, so it does not depend on how the batch is split.
+            idx_dev = idx[dist.rank :: dist.world].to(device, non_blocking=True)
             xb = prepared.base[idx_dev]  # the shared flip + crop of each sample
             batch = TrainBatch(x=xb.float().div(255), y=train_data.y[idx_dev], num_classes=num_classes,
                                x_uint8=xb, keys=SampleKeys(params.seed, epoch, idx_dev),
@@ -169,8 +204,8 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.detach().float() * len(idx)  # stays on the device: no sync per step
-            seen += len(idx)
+            loss_sum += loss.detach().float() * len(idx_dev)  # stays on the device: no sync per step
+            seen += len(idx_dev)
         logits = predict_logits(model, test_data.x, params.eval.batch_size, autocast=cuda and params.train.bf16)
         test_error = float((logits.argmax(1) != test_data.y).float().mean())
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
@@ -180,15 +215,18 @@ def train(
         print(f"[train] epoch {row['epoch']:>3}  lr {row['lr']:.5f}  loss {row['train_loss']:.4f}  "
               f"test error {test_error:.4f}  {row['seconds']:.1f} s", flush=True)
         run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
-        with io.atomic_path(checkpoint, suffix=".pt") as tmp:
-            torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "log": log}, tmp)
+        if dist.main:
+            with io.atomic_path(checkpoint, suffix=".pt") as tmp:
+                torch.save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "log": log}, tmp)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < recipe.epochs:
             return {"stopped_after_epoch": epoch + 1}
 
     import pandas as pd
 
+    if not dist.main:
+        return {"rank": dist.rank}
     out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
         torch.save({"arch": arch, "dataset": dataset, "method": method, "num_classes": num_classes,
@@ -196,7 +234,7 @@ def train(
                     "params": to_dict(params)}, tmp)
     io.write_csv(out_dir / "train_log.csv", pd.DataFrame(log))
     summary = {"dataset": dataset, "arch": arch, "method": method, "epochs": recipe.epochs,
-               "n_train": n, "n_test": len(test_data.y), "device": str(device),
+               "n_train": n, "n_test": len(test_data.y), "device": str(device), "world_size": dist.world,
                "final_test_error": log[-1]["test_error"], "final_train_loss": log[-1]["train_loss"],
                "seconds": round(time.monotonic() - t0, 2)}
     io.write_json(out_dir / "train_summary.json", summary)

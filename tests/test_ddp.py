@@ -1,0 +1,59 @@
+"""Data parallel through torchrun: 2 CPU processes on gloo train the same global batch as one process.
+
+BatchNorm statistics are per process under DDP (each rank normalises its half of the batch; SyncBN
+needs CUDA), so the two runs agree within a tolerance, not bit for bit: the weight updates of the two
+runs must point the same way and have about the same size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from augmix import data
+
+from conftest import SMOKE_PARAMS
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, weights_only=True)["model"]
+    return {k: v.float() for k, v in state.items() if "running" not in k and "num_batches" not in k}
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    raw = yaml.safe_load(SMOKE_PARAMS.read_text())
+    raw["tracking"]["enabled"] = False
+    raw["data"]["max_train"] = 128
+    raw["optim"]["batch_size"] = 32
+    raw["train"]["threads"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    data.build_digits(tmp_path / "data" / "raw" / "digits", test_fraction=0.2, seed=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["-m", "augmix", "train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "standard"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    subprocess.run([*torchrun, *cmd], cwd=tmp_path, env=env, check=True, capture_output=True)
+    model = tmp_path / "results/digits/wrn16_1/standard/model.pt"
+    ddp = _weights(model)
+    summary = yaml.safe_load((model.parent / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["n_train"] == 128
+
+    shutil.rmtree(tmp_path / "results")
+    shutil.rmtree(tmp_path / "checkpoints")
+    subprocess.run([sys.executable, *cmd], cwd=tmp_path, env=env, check=True, capture_output=True)
+    single = _weights(model)
+
+    from augmix.models import build_model
+
+    torch.manual_seed(raw["seed"])  # the same initial weights the training started from
+    init = {k: v.float() for k, v in build_model("wrn16_1", 10).state_dict().items() if k in single}
+    u_ddp = torch.cat([(ddp[k] - init[k]).flatten() for k in init])
+    u_one = torch.cat([(single[k] - init[k]).flatten() for k in init])
+    cosine = float(u_ddp @ u_one / (u_ddp.norm() * u_one.norm()))
+    ratio = float(u_ddp.norm() / u_one.norm())
+    assert cosine > 0.6 and 0.7 < ratio < 1.3, (cosine, ratio)
