@@ -57,3 +57,17 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     cosine = float(u_ddp @ u_one / (u_ddp.norm() * u_one.norm()))
     ratio = float(u_ddp.norm() / u_one.norm())
     assert cosine > 0.6 and 0.7 < ratio < 1.3, (cosine, ratio)
+
+
+def test_train_nproc_runs_the_same_command_under_torchrun(tmp_path):
+    raw = yaml.safe_load(SMOKE_PARAMS.read_text())
+    raw["tracking"]["enabled"] = False
+    raw["data"]["max_train"] = 64
+    raw["train"]["nproc"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    data.build_digits(tmp_path / "data" / "raw" / "digits", test_fraction=0.2, seed=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(["augmix", "train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "standard"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    summary = yaml.safe_load((tmp_path / "results/digits/wrn16_1/standard/train_summary.json").read_text())
+    assert summary["world_size"] == 2

@@ -54,10 +54,24 @@ def cmd_corrupt(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
     from augmix import stages
 
     params = _params(args)
     _check_cell(params, args)
+    if params.train.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # The same command under torchrun, so dvc.yaml and the Snakefile need no second form.
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={params.train.nproc}",
+               "-m", "augmix", "train", "--params", str(args.params), "--dataset", args.dataset,
+               "--arch", args.arch, "--method", args.method]
+        rc = subprocess.run(cmd).returncode
+        if rc:
+            from augmix.pipeline import PipelineError
+
+            raise PipelineError(f"torchrun exited with status {rc}")
+        return
     stages.train(params, args.dataset, args.arch, args.method, stop_after_epoch=args.stop_after_epoch)
 
 
@@ -95,8 +109,10 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 # Per benchmark: what --quick means, and how --device is passed.
-BENCH_MODULES = {"augment": "augmix.bench_augment", "corrupt": "augmix.corruptions.bench", "train": "augmix.bench_train"}
-BENCH_QUICK = {"augment": {"repeats": 1, "sizes": (32,)}, "corrupt": {"n": 100}, "train": {"quick": True}}
+BENCH_MODULES = {"augment": "augmix.bench_augment", "corrupt": "augmix.corruptions.bench", "train": "augmix.bench_train",
+                 "eval": "augmix.bench_eval"}
+BENCH_QUICK = {"augment": {"repeats": 1, "sizes": (32,)}, "corrupt": {"n": 100}, "train": {"quick": True},
+               "eval": {"quick": True}}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -109,6 +125,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.what == "train":
         kwargs.update({k: v for k, v in (("arch", args.arch), ("method", args.method), ("batch_size", args.batch_size),
                                          ("steps", args.steps), ("compile", args.compile or None)) if v is not None})
+    if args.what == "eval":
+        kwargs.update({k: v for k, v in (("arch", args.arch), ("batch_size", args.batch_size)) if v is not None})
     result = module.run(**kwargs)
     print(json.dumps(result, indent=2, default=str) if args.json else module.format_table(result))
 
@@ -154,11 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("bench", help="Print throughput figures.", description="Print throughput figures.")
-    p.add_argument("what", choices=["augment", "corrupt", "train"])
+    p.add_argument("what", choices=list(BENCH_MODULES))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--arch", default=None, help="train: architecture (default wrn40_2)")
+    p.add_argument("--arch", default=None, help="train, eval: architecture (default wrn40_2)")
     p.add_argument("--method", default=None, help="train: method (default augmix)")
     p.add_argument("--batch-size", type=int, default=None, help="train: distinct samples per step")
     p.add_argument("--steps", type=int, default=None, help="train: timed steps")

@@ -145,6 +145,7 @@ class TrainParams:
     compile: bool = spec()  # torch.compile the model
     compile_mode: str = spec(choices=("default", "reduce-overhead", "max-autotune"))  # reduce-overhead: CUDA graphs
     threads: int = spec(min=0, max=1024)  # torch CPU threads (0 = torch default)
+    nproc: int = spec(min=1, max=64)  # processes per train job (GPUs); > 1 runs it under torchrun
     log_every: int = spec(min=1)  # plain progress line every N steps when not on a terminal
 
 

@@ -18,7 +18,7 @@ rule train:
     params:
         sections=sections("seed", "data", "augmix", "optim", "archs", "methods", "train"),
     resources:
-        gpu=1,
+        gpu=config["train"]["nproc"],  # train.nproc > 1: the job runs itself under torchrun
     shell:
         "augmix train --dataset {wildcards.dataset} --arch {wildcards.arch} --method {wildcards.method}"
 
