@@ -20,11 +20,22 @@ from typing import Any
 import numpy as np
 
 
+def _clear_leftovers(path: Path) -> None:
+    """Remove temporaries a killed earlier writer of `path` left beside it. One writer per output
+    is the orchestrators' rule (DVC and Snakemake lock outputs), so any such leftover is stale."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -63,6 +74,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a whole directory beside `path`, then swap it in; a failure leaves the old one alone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
