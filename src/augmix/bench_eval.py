@@ -8,6 +8,10 @@ from typing import Any
 
 import torch
 
+from augmix.bench_train import format_table  # the same key/value table
+
+__all__ = ["format_table", "run"]
+
 
 def run(*, arch: str = "wrn40_2", batch_size: int = 1000, batches: int = 10, device: str | None = None,
         bf16: bool = True, quick: bool = False, test_images: int = 10_000) -> dict[str, Any]:
@@ -35,8 +39,3 @@ def run(*, arch: str = "wrn40_2", batch_size: int = 1000, batches: int = 10, dev
     return {"arch": arch, "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
             "batch_size": batch_size, "bf16": bool(cuda and bf16), "images_per_s": round(rate, 1),
             "clean_plus_c_images": total, "clean_plus_c_s_estimate": round(total / rate, 1)}
-
-
-def format_table(result: dict[str, Any]) -> str:
-    width = max(map(len, result))
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in result.items())

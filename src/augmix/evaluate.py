@@ -55,8 +55,8 @@ def evaluate_model(
     x, y = test
     logits = predict_logits(model, _to_tensor(x, device), bs, autocast=autocast)
     rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
-    probs = torch.softmax(logits, 1).cpu().numpy()
-    extras = {"confidence": probs.max(1), "correct": probs.argmax(1) == y}
+    pred = logits.argmax(1).cpu().numpy()  # argmax of logits = argmax of softmax
+    extras = {"confidence": torch.softmax(logits.float(), 1).amax(1).cpu().numpy(), "correct": pred == y}
 
     if c_dir is not None:
         import json
