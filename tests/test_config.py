@@ -64,7 +64,13 @@ BAD = [
     ("unknown corruption", lambda r: r["corruptions"].update(names=["gaussian_noise", "rain"]), "corruptions.names[1]"),
     ("unknown arch recipe", lambda r: r["archs"].update(vgg={"epochs": 1, "weight_decay": 0.0}), "archs.vgg"),
     ("lr floor above lr", lambda r: r["optim"].update(lr_min=1.0), "optim.lr_min"),
-    ("imagenet without a folder", lambda r: r["grid"].update(datasets=["imagenet"]), "data.imagenet_dir"),
+    ("imagenet without a folder", lambda r: r["imagenet"].update(datasets=["imagenet"]), "data.imagenet_dir"),
+    ("imagenet in the CIFAR grid", lambda r: r["grid"].update(datasets=["cifar10", "imagenet"]), "grid.datasets[1]"),
+    ("unknown imagenet dataset", lambda r: r["imagenet"].update(datasets=["places365"]), "imagenet.datasets"),
+    ("unknown imagenet arch", lambda r: r["imagenet"].update(archs=["resnet51"]), "imagenet.archs[0]"),
+    ("unknown imagenet method", lambda r: r["imagenet"].update(methods=["augmix", "rand"]), "imagenet.methods[1]"),
+    ("bad imagenet schedule", lambda r: r["imagenet"].update(schedule="linear"), "imagenet.schedule"),
+    ("crop larger than resize", lambda r: r["imagenet"].update(image_size=300), "imagenet.image_size"),
 ]
 
 

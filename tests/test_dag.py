@@ -13,10 +13,24 @@ from augmix import config, pipeline
 from conftest import REPO, SMOKE_PARAMS
 
 
-@pytest.fixture(scope="module", params=["smoke", "paper"])
+def _with_imagenet(tmp: Path) -> Path:
+    """The paper params with the ImageNet jobs switched on (the folder is not read by a plan)."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["imagenet"].update(datasets=["imagenet"], nproc=8)
+    raw["data"]["imagenet_dir"] = "/datasets/imagenet"
+    path = tmp / "params.imagenet.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module", params=["smoke", "paper", "paper+imagenet"])
 def workdir(request, tmp_path_factory) -> Path:
-    params = SMOKE_PARAMS if request.param == "smoke" else REPO / "params.yaml"
-    return pipeline.prepare_workdir(REPO, tmp_path_factory.mktemp(request.param), params)
+    tmp = tmp_path_factory.mktemp(request.param.replace("+", "_"))
+    params = {"smoke": lambda: SMOKE_PARAMS, "paper": lambda: REPO / "params.yaml",
+              "paper+imagenet": lambda: _with_imagenet(tmp)}[request.param]()
+    return pipeline.prepare_workdir(REPO, tmp / "wd", params)
 
 
 def dvc_plan(wd: Path) -> dict[str, dict]:
@@ -43,10 +57,11 @@ def dvc_dry_commands(wd: Path) -> set[str]:
 def snakemake_plan(wd: Path) -> dict[str, dict]:
     out = subprocess.run(["snakemake", "--dry-run", "--printshellcmds", "--forceall", "--cores", "1"],
                          cwd=wd, capture_output=True, text=True, check=True).stdout
-    rule_sections = {
+    rule_sections = {  # `rule name:` and `use rule base as name with:` blocks
         m.group(1): set(re.findall(r'"(\w+)"', m.group(2)))
         for path in (wd / "workflow" / "rules").glob("*.smk")
-        for m in re.finditer(r"^rule (\w+):.*?sections=sections\(([^)]*)\)", path.read_text(), re.S | re.M)
+        for m in re.finditer(r"^(?:use )?rule (?:\w+ as )?(\w+)(?: with)?:.*?sections=sections\(([^)]*)\)",
+                             path.read_text(), re.S | re.M)
     }
     plan = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
@@ -89,8 +104,16 @@ def test_every_listed_params_section_exists(workdir):
 
 def test_grid_expands_to_every_cell(workdir):
     p = config.load(workdir / "params.yaml")
-    cmds = set(dvc_plan(workdir))
-    n_cells = len(p.grid.datasets) * len(p.grid.archs) * len(p.grid.methods)
+    plan = dvc_plan(workdir)
+    cmds = set(plan)
+    n_imagenet = len(p.imagenet.datasets) * len(p.imagenet.archs) * len(p.imagenet.methods)
+    n_cells = len(p.grid.datasets) * len(p.grid.archs) * len(p.grid.methods) + n_imagenet
     assert sum(c.startswith("augmix train ") for c in cmds) == n_cells
     assert sum(c.startswith("augmix evaluate ") for c in cmds) == n_cells
-    assert sum(c.startswith("augmix corrupt ") for c in cmds) == len(p.grid.datasets)
+    assert sum(c.startswith("augmix corrupt ") for c in cmds) == len(p.grid.datasets) + len(p.imagenet.datasets)
+    # ImageNet cells run under the imagenet_* stages, which read the imagenet section.
+    imagenet_jobs = {c: job for c, job in plan.items() if "--dataset imagenet" in c}
+    assert len(imagenet_jobs) == 2 * n_imagenet + 2 * len(p.imagenet.datasets)
+    for cmd, job in imagenet_jobs.items():
+        assert job["name"].startswith("imagenet_"), cmd
+        assert "imagenet" in job["sections"] or cmd.startswith("augmix download"), cmd

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -71,3 +72,27 @@ def test_train_nproc_runs_the_same_command_under_torchrun(tmp_path):
                    cwd=tmp_path, env=env, check=True, capture_output=True)
     summary = yaml.safe_load((tmp_path / "results/digits/wrn16_1/standard/train_summary.json").read_text())
     assert summary["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_imagenet_nproc_trains_resnet50_under_torchrun(tmp_path):
+    """The ImageNet rule's command with imagenet.nproc 2: two gloo ranks stream their halves of each
+    batch from the image folder; rank 0 writes the model."""
+    from test_imagenet import make_folder
+
+    folder = make_folder(tmp_path / "inet", {"train": 4, "val": 2})
+    raw = yaml.safe_load(SMOKE_PARAMS.read_text())
+    raw["tracking"]["enabled"] = False
+    raw["data"].update(imagenet_dir=str(folder), max_train=0, max_test=0)
+    raw["imagenet"].update(datasets=["imagenet"], nproc=2, epochs=1, batch_size=6, image_size=32, resize=36,
+                           workers=1)
+    raw["train"]["threads"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(["augmix", "download", "--dataset", "imagenet"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    done = subprocess.run(["augmix", "train", "--dataset", "imagenet", "--arch", "resnet50", "--method", "augmix"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = yaml.safe_load((tmp_path / "results/imagenet/resnet50/augmix/train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["n_train"] == 12 and summary["n_test"] == 6

@@ -142,6 +142,60 @@ def test_slurm_submissions_carry_the_profile_resources(paper_workdir, tmp_path):
     assert not (wd / "results/cifar10/wrn40_2").exists()  # nothing ran locally
 
 
+@pytest.fixture(scope="module")
+def imagenet_workdir(tmp_path_factory) -> Path:
+    """The paper grid plus ImageNet ResNet-50 jobs on 8 GPUs each."""
+    tmp = tmp_path_factory.mktemp("paper-imagenet")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["imagenet"].update(datasets=["imagenet"], nproc=8)
+    raw["data"]["imagenet_dir"] = str(tmp / "imagenet")
+    (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return pipeline.prepare_workdir(REPO, tmp / "wd", tmp / "params.yaml")
+
+
+IMAGENET_EXPECTED = {
+    "imagenet_train": {"gpu": "8", "cpus_per_gpu": "12", "runtime": "4320", "mem_mb": "256000"},
+    "imagenet_evaluate": {"gpu": "1", "cpus_per_gpu": "16", "runtime": "480", "mem_mb": "64000"},
+    "imagenet_corrupt": {"gpu": "1", "cpus_per_gpu": "16", "runtime": "1440", "mem_mb": "64000"},
+    "imagenet_download": {"cpus_per_task": "2", "runtime": "30", "mem_mb": "4000"},
+}
+
+
+@needs_slurm_plugin
+def test_multi_gpu_imagenet_training_is_one_slurm_job_per_cell(imagenet_workdir, tmp_path):
+    """imagenet.nproc GPUs per ImageNet training job: the dry run resolves them, a real submission to a
+    fake `sbatch` asks for them, and the job's command is the plain `augmix train` (torchrun inside)."""
+    wd = imagenet_workdir
+    out = subprocess.run(["snakemake", "--workflow-profile", PROFILE, "--dry-run"], cwd=wd,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = _jobs(out.stdout + out.stderr)
+    n_methods = len(PAPER["imagenet"]["methods"])
+    counts = {rule: sum(r == rule for r, _ in jobs) for rule in IMAGENET_EXPECTED}
+    assert counts == {"imagenet_train": n_methods, "imagenet_evaluate": n_methods, "imagenet_corrupt": 1,
+                      "imagenet_download": 1}
+    assert sum(r == "train" for r, _ in jobs) == N_CELLS  # the CIFAR grid is unchanged
+    for rule, resources in jobs:
+        for key, value in IMAGENET_EXPECTED.get(rule, {}).items():
+            assert resources.get(key) == value, (rule, key, resources)
+
+    (wd / "data/raw/imagenet").mkdir(parents=True)
+    log = tmp_path / "slurm_calls.jsonl"
+    fake = services.fake_slurm_bin(tmp_path / "bin", log)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": "http://127.0.0.1:9/never-contacted"}
+    out = subprocess.run(["snakemake", "--workflow-profile", PROFILE, "--retries", "0", "--keep-going",
+                          "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
+                          "results/imagenet/resnet50/augmix/model.pt"], cwd=wd, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert "fake cluster: submission recorded" in out.stdout + out.stderr, out.stderr[-3000:]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    (flags,) = [_sbatch_flags(c["argv"]) for c in calls if c["tool"] == "sbatch"]
+    assert flags["--gpus"] == "8" and flags["--cpus-per-gpu"] == "12" and flags["-t"] == "4320"
+    assert "--cpus-per-task" not in flags
+    assert "imagenet_train:dataset=imagenet,arch=resnet50,method=augmix" in shlex.split(flags["--wrap"])
+
+
 # --------------------------------------------------------------------------------------------
 # MLflow server on PostgreSQL
 # --------------------------------------------------------------------------------------------

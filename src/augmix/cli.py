@@ -59,11 +59,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from augmix import stages
 
+    from augmix.config import FOLDER_DATASETS
+
     params = _params(args)
     _check_cell(params, args)
-    if params.train.nproc > 1 and "WORLD_SIZE" not in os.environ:
+    nproc = params.imagenet.nproc if args.dataset in FOLDER_DATASETS else params.train.nproc
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # The same command under torchrun, so dvc.yaml and the Snakefile need no second form.
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={params.train.nproc}",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "augmix", "train", "--params", str(args.params), "--dataset", args.dataset,
                "--arch", args.arch, "--method", args.method]
         rc = subprocess.run(cmd).returncode

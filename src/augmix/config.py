@@ -42,6 +42,7 @@ def spec(default: Any = dataclasses.MISSING, **rules: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 DATASETS = ("cifar10", "cifar100", "digits", "imagenet")
+FOLDER_DATASETS = ("imagenet",)  # streamed from an image folder; their jobs come from the imagenet section
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}
 
 
@@ -138,6 +139,28 @@ class GridParams:
 
 
 @dataclass(frozen=True)
+class ImageNetParams:
+    """ResNet-50 on ImageNet: REF imagenet.py as committed (augmix.md §9.2), its own grid and recipe."""
+
+    datasets: list[str] = spec(choices=FOLDER_DATASETS)  # [] = no ImageNet jobs; [imagenet] adds them
+    archs: list[str] = spec(nonempty=True)
+    methods: list[str] = spec(nonempty=True)
+    epochs: int = spec(min=1, max=10000)
+    batch_size: int = spec(min=1, max=65536)  # distinct samples per step over all GPUs (JSD: 3x images)
+    lr: float = spec(min=0.0, max=10.0)  # per 256 samples: the step uses lr * batch_size / 256 (REF)
+    lr_min: float = spec(min=0.0, max=10.0)  # cosine floor (schedule: cosine only)
+    momentum: float = spec(min=0.0, max=1.0)
+    nesterov: bool = spec()
+    weight_decay: float = spec(min=0.0, max=1.0)
+    schedule: str = spec(choices=("step", "cosine"))  # step: x1, x0.1, x0.01 from epochs E//3, 2E//3
+    augmix_severity: int = spec(min=1, max=10)  # REF imagenet.py: 1 (CIFAR: 3)
+    image_size: int = spec(min=16, max=1024)  # RandomResizedCrop and CenterCrop side (224)
+    resize: int = spec(min=16, max=2048)  # test-time Resize of the shorter side before CenterCrop (256)
+    workers: int = spec(min=0, max=256)  # JPEG-decoding processes per training process
+    nproc: int = spec(min=1, max=64)  # GPUs per ImageNet train job; > 1 runs it under torchrun
+
+
+@dataclass(frozen=True)
 class TrainParams:
     device: str = spec(choices=("auto", "cpu", "cuda"))
     bf16: bool = spec()  # bf16 autocast on CUDA (ignored on CPU)
@@ -181,6 +204,7 @@ class Params:
     archs: dict[str, ArchRecipe] = spec()
     methods: MethodParams = spec()
     train: TrainParams = spec()
+    imagenet: ImageNetParams = spec()
     corruptions: CorruptionParams = spec()
     eval: EvalParams = spec()
     tracking: TrackingParams = spec()
@@ -309,6 +333,11 @@ def _cross_checks(p: Params) -> None:
                 f"grid.methods[{i}]: unknown method {method!r} "
                 f"(known: {', '.join(registry.method_names())})"
             )
+    for section in ("imagenet.archs", "imagenet.methods"):
+        known_names = registry.arch_names() if section.endswith("archs") else registry.method_names()
+        for i, name in enumerate(getattr(p.imagenet, section.split(".")[1])):
+            if name not in known_names:
+                raise ConfigError(f"{section}[{i}]: unknown name {name!r} (known: {', '.join(known_names)})")
     for arch in p.archs:
         if arch not in registry.arch_names():
             raise ConfigError(f"archs.{arch}: unknown architecture {arch!r}")
@@ -327,8 +356,17 @@ def _cross_checks(p: Params) -> None:
             )
     if p.optim.lr_min > p.optim.lr:
         raise ConfigError(f"optim.lr_min: {p.optim.lr_min} exceeds optim.lr {p.optim.lr}")
-    if "imagenet" in p.grid.datasets and not p.data.imagenet_dir:
-        raise ConfigError("data.imagenet_dir: required when grid.datasets lists imagenet")
+    for i, name in enumerate(p.grid.datasets):
+        if name in FOLDER_DATASETS:
+            raise ConfigError(f"grid.datasets[{i}]: {name} jobs are listed in imagenet.datasets (with the "
+                              f"ResNet-50 recipe of the imagenet section), not in grid.datasets")
+    if p.imagenet.datasets and not p.data.imagenet_dir:
+        raise ConfigError("data.imagenet_dir: required when imagenet.datasets lists imagenet")
+    if p.imagenet.lr_min > p.imagenet.lr:
+        raise ConfigError(f"imagenet.lr_min: {p.imagenet.lr_min} exceeds imagenet.lr {p.imagenet.lr}")
+    if p.imagenet.image_size > p.imagenet.resize:
+        raise ConfigError(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize "
+                          f"{p.imagenet.resize} (the test crop is taken from the resized image)")
 
 
 def parse(raw: Any, *, check_names: bool = True) -> Params:

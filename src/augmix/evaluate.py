@@ -6,6 +6,7 @@ clean accuracy had to be measured first); every corruption file is read into its
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from augmix import io, metrics
 from augmix.config import Params
 
 EVAL_SECTIONS = ["data", "corruptions", "eval", "train"]
+IMAGENET_EVAL_SECTIONS = [*EVAL_SECTIONS, "imagenet"]  # + crop sizes and loader workers
 
 
 def _scores(logits: torch.Tensor, labels: np.ndarray, params: Params) -> dict[str, float]:
@@ -55,12 +57,9 @@ def evaluate_model(
     x, y = test
     logits = predict_logits(model, _to_tensor(x, device), bs, autocast=autocast)
     rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
-    pred = logits.argmax(1).cpu().numpy()  # argmax of logits = argmax of softmax
-    extras = {"confidence": torch.softmax(logits.float(), 1).amax(1).cpu().numpy(), "correct": pred == y}
+    extras = _extras(logits, y)
 
     if c_dir is not None:
-        import json
-
         labels_all = np.load(c_dir / "labels.npy")
         # Which severities the files stack (generated: the params' list; official: all five).
         stacked = json.loads((c_dir / "severities.json").read_text())["severities"]
@@ -98,6 +97,13 @@ def evaluate_model(
                            "n_sequences": int(n_seq)})
         p_frame = pd.DataFrame(p_rows)
 
+    return frame, p_frame, _summary(frame, p_frame, params, extras)
+
+
+def _summary(frame: pd.DataFrame, p_frame: pd.DataFrame | None, params: Params, extras: dict[str, np.ndarray],
+             *, alexnet: bool = False) -> dict[str, Any]:
+    """metrics.json: clean scores, mean corruption error over corruptions (each the mean over its
+    severities), and for ImageNet the AlexNet-normalised mCE when all five severities are there."""
     c_rows = frame[frame.benchmark == "c"]
     summary: dict[str, Any] = {
         "clean_error": float(frame.error.iloc[0]),
@@ -110,10 +116,63 @@ def evaluate_model(
         summary["corruption_error"] = float(np.mean(list(per_corruption.values())))
         summary["rms_calib_c"] = float(c_rows.rms_calib.mean())
         summary["per_corruption"] = {k: float(v) for k, v in per_corruption.items()}
+        by_name = {name: rows.sort_values("severity").error.to_numpy()
+                   for name, rows in c_rows.groupby("corruption", sort=False)}
+        full = {k: v for k, v in by_name.items() if k in metrics.ALEXNET_ERR and len(v) == 5}
+        if alexnet and full and len(full) == len(by_name):
+            summary["mce"] = metrics.mce(full, corruptions=list(full))  # ratio; the paper prints x100
     if p_frame is not None:
         summary["mean_flip_prob"] = float(p_frame.flip_prob.mean())
     summary["extras"] = extras
-    return frame, p_frame, summary
+    return summary
+
+
+def _extras(logits: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
+    pred = logits.argmax(1).cpu().numpy()  # argmax of logits = argmax of softmax
+    return {"confidence": torch.softmax(logits.float(), 1).amax(1).cpu().numpy(), "correct": pred == labels}
+
+
+def imagenet_c_root(c_dir: Path) -> Path:
+    """Where the ImageNet-C folders are: generated under C/, or the official copy C/source.json names."""
+    pointer = c_dir / "source.json"
+    return Path(json.loads(pointer.read_text())["dir"]) if pointer.is_file() else c_dir
+
+
+def evaluate_folder_model(
+    model: torch.nn.Module,
+    params: Params,
+    *,
+    identity: dict[str, str],
+    val_dir: Path,
+    classes: list[str],
+    c_dir: Path | None,
+    device: torch.device,
+) -> tuple[pd.DataFrame, None, dict[str, Any]]:
+    """ImageNet: clean error on val (Resize + CenterCrop), ImageNet-C on its JPEGs (CenterCrop only,
+    corruptions.md §7), both streamed; the same tidy rows as `evaluate_model`."""
+    from augmix import imagenet
+
+    p = params.imagenet
+    autocast = device.type == "cuda" and params.train.bf16
+    kw = {"batch_size": params.eval.batch_size, "workers": p.workers, "device": device, "autocast": autocast}
+    val = imagenet.scan_folder(val_dir, classes, what="validation folder").subset(params.data.max_test)
+    logits, labels = imagenet.folder_logits(model, imagenet.EvalFolder(val, p.resize, p.image_size), **kw)
+    y = labels.cpu().numpy()
+    rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
+    if c_dir is not None:
+        root = imagenet_c_root(c_dir)
+        for name in params.corruptions.names:
+            for severity in params.corruptions.severities:
+                cell = imagenet.scan_folder(root / name / str(severity), classes,
+                                            what=f"ImageNet-C folder ({name}, severity {severity})")
+                cell = cell.subset(params.data.max_test)
+                lg, lb = imagenet.folder_logits(model, imagenet.EvalFolder(cell, 0, p.image_size), **kw)
+                rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
+                             **_scores(lg, lb.cpu().numpy(), params)})
+    frame = pd.DataFrame(rows)
+    for k, v in reversed(list(identity.items())):
+        frame.insert(0, k, v)
+    return frame, None, _summary(frame, None, params, _extras(logits, y), alexnet=True)
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, p_frame: pd.DataFrame | None, summary: dict[str, Any]) -> list[Path]:

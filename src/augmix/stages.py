@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from augmix import io, tracking
-from augmix.config import ConfigError, Params, to_dict
+from augmix.config import FOLDER_DATASETS, ConfigError, Params, to_dict
 
 DOWNLOAD_SECTIONS = ["seed", "data"]
 CORRUPT_SECTIONS = ["data", "corruptions"]
+IMAGENET_CORRUPT_SECTIONS = ["data", "corruptions", "imagenet"]  # + the Resize/CenterCrop sizes
 REPORT_SECTIONS = ["grid", "eval"]
 
 
@@ -66,33 +67,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def corrupt(params: Params, dataset: str) -> Path:
-    """data/corrupted/<dataset>/C (CIFAR-C layout + severities.json) and P (CIFAR-P layout)."""
-    from augmix import corruptions, data
-
+    """data/corrupted/<dataset>/C (CIFAR-C layout or ImageNet-C folders, + severities.json) and P."""
     paths = Paths(params)
     out = paths.corrupted(dataset)
     cp = params.corruptions
-    with tracking.stage_run(params, stage="corrupt", sections=CORRUPT_SECTIONS,
+    sections = IMAGENET_CORRUPT_SECTIONS if dataset in FOLDER_DATASETS else CORRUPT_SECTIONS
+    with tracking.stage_run(params, stage="corrupt", sections=sections,
                             identity={"dataset": dataset}) as run:
         with io.atomic_dir(out) as tmp:
             (tmp / "C").mkdir()
-            if cp.source == "official":
-                if dataset not in ("cifar10", "cifar100"):
-                    raise ConfigError(f"corruptions.source: official files exist for cifar10 and cifar100 only, "
-                                      f"not {dataset}; use source: generate")
-                src = corruptions.fetch_official_cifar_c(dataset, Path(params.data.root) / "downloads",
-                                                         download=params.data.download)
-                for name in [*cp.names, "labels"]:
-                    _link_or_copy(src / f"{name}.npy", tmp / "C" / f"{name}.npy")
-                stacked = [1, 2, 3, 4, 5]  # the released files always hold all five severities
+            if dataset in FOLDER_DATASETS:
+                _corrupt_folder_dataset(params, dataset, tmp)
             else:
-                x, y = data.load_split(paths.raw(dataset), "test", params.data.max_test)
-                corruptions.build_c_set(x, y, tmp / "C", names=list(cp.names), severities=list(cp.severities),
-                                        seed=cp.seed, table="cifar")
-                stacked = list(cp.severities)
-                if cp.perturbations:
-                    corruptions.build_p_set(x, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
-            io.write_json(tmp / "C" / "severities.json", {"severities": stacked})
+                _corrupt_array_dataset(params, dataset, tmp)
             (tmp / "P").mkdir(exist_ok=True)
         sheet = out / "C" / "contact_sheet.png"
         if sheet.exists():
@@ -101,13 +88,71 @@ def corrupt(params: Params, dataset: str) -> Path:
     return out
 
 
+def _corrupt_array_dataset(params: Params, dataset: str, tmp: Path) -> None:
+    """CIFAR-C layout: the released files (source: official) or generated from the test split."""
+    from augmix import corruptions, data
+
+    cp = params.corruptions
+    if cp.source == "official":
+        if dataset not in ("cifar10", "cifar100"):
+            raise ConfigError(f"corruptions.source: official files exist for cifar10 and cifar100 only, "
+                              f"not {dataset}; use source: generate")
+        src = corruptions.fetch_official_cifar_c(dataset, Path(params.data.root) / "downloads",
+                                                 download=params.data.download)
+        for name in [*cp.names, "labels"]:
+            _link_or_copy(src / f"{name}.npy", tmp / "C" / f"{name}.npy")
+        stacked = [1, 2, 3, 4, 5]  # the released files always hold all five severities
+    else:
+        x, y = data.load_split(Paths(params).raw(dataset), "test", params.data.max_test)
+        corruptions.build_c_set(x, y, tmp / "C", names=list(cp.names), severities=list(cp.severities),
+                                seed=cp.seed, table="cifar")
+        stacked = list(cp.severities)
+        if cp.perturbations:
+            corruptions.build_p_set(x, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
+    io.write_json(tmp / "C" / "severities.json", {"severities": stacked})
+
+
+def _corrupt_folder_dataset(params: Params, dataset: str, tmp: Path) -> None:
+    """ImageNet-C layout (<corruption>/<severity>/<wnid>/<name>.JPEG): the official copy in
+    data.imagenet_c_dir (checked, then recorded in C/source.json) or generated from val images
+    (Resize + CenterCrop, then the ImageNet severity table, JPEG quality 85)."""
+    from augmix import corruptions, imagenet
+
+    cp, p = params.corruptions, params.imagenet
+    if cp.source == "official":
+        root = Path(params.data.imagenet_c_dir)
+        if not params.data.imagenet_c_dir or not root.is_dir():
+            raise ConfigError(f"data.imagenet_c_dir: ImageNet-C folder {root} not found; download ImageNet-C "
+                              f"(Hendrycks & Dietterich, zenodo.org/record/2235448) and point data.imagenet_c_dir at "
+                              f"it, or set corruptions.source: generate")
+        for name in cp.names:
+            for severity in cp.severities:
+                if not (root / name / str(severity)).is_dir():
+                    raise ConfigError(f"data.imagenet_c_dir: {root / name / str(severity)} is missing")
+        io.write_json(tmp / "C" / "source.json", {"dir": str(root.resolve())})
+    else:
+        from augmix.corruptions import SCALES
+
+        if p.image_size != SCALES["imagenet"]:
+            raise ConfigError(f"imagenet.image_size: generating ImageNet-C uses the reference's "
+                              f"{SCALES['imagenet']}-pixel severity table, but image_size is {p.image_size}; "
+                              f"use {SCALES['imagenet']} or corruptions.source: official with data.imagenet_c_dir")
+        index = imagenet.read_index(Paths(params).raw(dataset))
+        val = imagenet.scan_folder(Path(index["dir"]) / "val", what=f"{dataset} val folder").subset(params.data.max_test)
+        images, _ = imagenet.load_eval_array(val, p.resize, p.image_size)
+        corruptions.build_imagenet_c_folder(
+            images, [path.parent.name for path in val.paths], [path.name for path in val.paths], tmp / "C",
+            names=list(cp.names), severities=list(cp.severities), seed=cp.seed, table="imagenet")
+    io.write_json(tmp / "C" / "severities.json", {"severities": list(cp.severities)})
+
+
 def train(params: Params, dataset: str, arch: str, method: str, *, stop_after_epoch: int | None = None) -> dict[str, Any]:
     from augmix import train as training
 
     paths = Paths(params)
     out = paths.results(dataset, arch, method)
     identity = {"dataset": dataset, "arch": arch, "method": method}
-    with tracking.stage_run(params, stage="train", sections=training.TRAIN_SECTIONS, identity=identity) as run:
+    with tracking.stage_run(params, stage="train", sections=training.train_sections(dataset), identity=identity) as run:
         summary = training.train(params, dataset=dataset, arch=arch, method=method, raw_dir=paths.raw(dataset),
                                  out_dir=out, checkpoint=paths.checkpoint(dataset, arch, method), run=run,
                                  stop_after_epoch=stop_after_epoch)
@@ -139,17 +184,26 @@ def evaluate(params: Params, dataset: str, arch: str, method: str, *, model_path
         raise FileNotFoundError(f"model {model_path} not found: run `augmix train --dataset {dataset} "
                                 f"--arch {arch} --method {method}` first, or pass --checkpoint")
     identity = {"dataset": dataset, "arch": arch, "method": method}
-    with tracking.stage_run(params, stage="evaluate", sections=ev.EVAL_SECTIONS, identity=identity) as run:
+    with tracking.stage_run(params, stage="evaluate", sections=ev.IMAGENET_EVAL_SECTIONS if dataset in FOLDER_DATASETS else ev.EVAL_SECTIONS,
+                            identity=identity) as run:
         if params.train.threads:
             torch.set_num_threads(params.train.threads)
         device = pick_device(params.train.device)
-        model, _ = load_model(Path(model_path), device)
-        test = data.load_split(paths.raw(dataset), "test", params.data.max_test)
+        model, state = load_model(Path(model_path), device)
         c_dir = paths.corrupted(dataset) / "C"
         p_dir = paths.corrupted(dataset) / "P"
-        frame, p_frame, summary = ev.evaluate_model(
-            model, params, identity=identity, test=test, c_dir=c_dir if c_dir.is_dir() else None,
-            p_dir=p_dir if p_dir.is_dir() else None, device=device)
+        if dataset in FOLDER_DATASETS:
+            from augmix import imagenet
+
+            val_dir = Path(imagenet.read_index(paths.raw(dataset))["dir"]) / "val"
+            frame, p_frame, summary = ev.evaluate_folder_model(
+                model, params, identity=identity, val_dir=val_dir, classes=list(state.get("classes") or []) or None,
+                c_dir=c_dir if c_dir.is_dir() else None, device=device)
+        else:
+            test = data.load_split(paths.raw(dataset), "test", params.data.max_test)
+            frame, p_frame, summary = ev.evaluate_model(
+                model, params, identity=identity, test=test, c_dir=c_dir if c_dir.is_dir() else None,
+                p_dir=p_dir if p_dir.is_dir() else None, device=device)
         if p_frame is None:
             import pandas as pd
 

@@ -27,11 +27,58 @@ from augmix.progress import progress
 
 # Sections of params.yaml the train stage reads (dvc.yaml and the Snakefile list the same).
 TRAIN_SECTIONS = ["seed", "data", "augmix", "optim", "archs", "methods", "train"]
+IMAGENET_TRAIN_SECTIONS = ["seed", "data", "augmix", "methods", "train", "imagenet"]
+
+
+def train_sections(dataset: str) -> list[str]:
+    from augmix.config import FOLDER_DATASETS
+
+    return IMAGENET_TRAIN_SECTIONS if dataset in FOLDER_DATASETS else TRAIN_SECTIONS
 
 
 def cosine_factor(step: int, total: int, floor_ratio: float) -> float:
     """REF cifar.py get_lr: multiplier of the base lr, 1 at step 0 and floor_ratio at step total."""
     return floor_ratio + (1.0 - floor_ratio) * 0.5 * (1.0 + math.cos(math.pi * step / total))
+
+
+def step_decay_factor(epoch: int, epochs: int) -> float:
+    """REF imagenet.py adjust_learning_rate: x1 before epoch E//3, x0.1 before 2E//3, then x0.01."""
+    return 1.0 if epoch < epochs // 3 else 0.1 if epoch < 2 * epochs // 3 else 0.01
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the optimiser and schedule need, from `optim` + `archs` (CIFAR) or `imagenet`."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_min: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    schedule: str  # a key of SCHEDULES
+
+    def factor(self, step: int, steps_per_epoch: int) -> float:
+        return SCHEDULES[self.schedule](self, step, steps_per_epoch)
+
+
+SCHEDULES = {  # lr multiplier at a (0-based) optimiser step; stepped every iteration
+    "cosine": lambda r, t, spe: cosine_factor(t, r.epochs * spe, r.lr_min / r.lr if r.lr else 1.0),
+    "step": lambda r, t, spe: step_decay_factor(t // spe, r.epochs),
+}
+
+
+def recipe_for(params: Params, dataset: str, arch: str) -> Recipe:
+    from augmix.config import FOLDER_DATASETS
+
+    if dataset in FOLDER_DATASETS:
+        p = params.imagenet
+        return Recipe(p.epochs, p.batch_size, p.lr * p.batch_size / 256, p.lr_min * p.batch_size / 256,
+                      p.momentum, p.nesterov, p.weight_decay, p.schedule)
+    o, arch_recipe = params.optim, params.recipe(arch)
+    return Recipe(arch_recipe.epochs, o.batch_size, o.lr, o.lr_min, o.momentum, o.nesterov,
+                  arch_recipe.weight_decay, "cosine")
 
 
 def derive_seed(*parts: int) -> int:
@@ -94,12 +141,85 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int, *, 
     return torch.cat(out)
 
 
+# ----------------------------------------------------------------------------- data sources
+# A source yields each step's TrainBatch for the index batches it is given and measures test error.
+# Both key every random draw by (seed, epoch, sample index), so the split over ranks does not matter.
+
+
+class TensorSource:
+    """CIFAR-style data: both splits as uint8 tensors on the device; an epoch's views made up front."""
+
+    def __init__(self, params: Params, dataset: str, raw_dir: Path, device: torch.device, method: str,
+                 hp: dict[str, Any]) -> None:
+        from augmix.data import load_split
+
+        self.params, self.method, self.hp = params, method, hp
+        self.train = to_device(*load_split(raw_dir, "train", params.data.max_train), device)
+        self.test = to_device(*load_split(raw_dir, "test", params.data.max_test), device)
+        self.n, self.n_test, self.num_classes = len(self.train.y), len(self.test.y), NUM_CLASSES[dataset]
+        self.classes: list[str] = []
+
+    def batches(self, epoch: int, index_batches: list[torch.Tensor]):
+        from augmix.rng import SampleKeys
+        from augmix.training_methods import EpochViews, TrainBatch
+
+        prepared = EpochViews(self.train.x, self.params.seed, epoch, self.method, self.hp)
+        for idx in index_batches:
+            idx_dev = idx.to(self.train.x.device, non_blocking=True)
+            xb = prepared.base[idx_dev]  # the shared flip + crop of each sample
+            yield TrainBatch(x=xb.float().div(255), y=self.train.y[idx_dev], num_classes=self.num_classes, x_uint8=xb,
+                             keys=SampleKeys(self.params.seed, epoch, idx_dev), views=prepared.batch_views(idx_dev))
+
+    def test_error(self, model: torch.nn.Module, autocast: bool) -> float:
+        logits = predict_logits(model, self.test.x, self.params.eval.batch_size, autocast=autocast)
+        return float((logits.argmax(1) != self.test.y).float().mean())
+
+
+class FolderSource:
+    """ImageNet-style data streamed from class folders: JPEGs decoded and RandomResizedCrop'd in
+    DataLoader workers, AugMix batched on the device per step (REF imagenet.py, augmix.md §9.2)."""
+
+    def __init__(self, params: Params, dataset: str, raw_dir: Path, device: torch.device, method: str,
+                 hp: dict[str, Any]) -> None:
+        from augmix import imagenet
+
+        p = params.imagenet
+        root = Path(imagenet.read_index(raw_dir)["dir"])
+        train = imagenet.scan_folder(root / "train", what=f"{dataset} train folder").subset(params.data.max_train)
+        val = imagenet.scan_folder(root / "val", train.classes, what=f"{dataset} val folder").subset(params.data.max_test)
+        self.params, self.device = params, device
+        self.train_set = imagenet.TrainFolder(train, p.image_size, params.seed)
+        self.val_set = imagenet.EvalFolder(val, p.resize, p.image_size)
+        self.n, self.n_test, self.num_classes = len(train), len(val), len(train.classes)
+        self.classes = list(train.classes)
+
+    def batches(self, epoch: int, index_batches: list[torch.Tensor]):
+        from augmix import imagenet
+        from augmix.rng import SampleKeys
+        from augmix.training_methods import TrainBatch
+
+        for xb, yb, idx in imagenet.train_batches(self.train_set, epoch, index_batches,
+                                                  workers=self.params.imagenet.workers, device=self.device):
+            yield TrainBatch(x=xb.float().div(255), y=yb, num_classes=self.num_classes, x_uint8=xb,
+                             keys=SampleKeys(self.params.seed, epoch, idx), views=None)
+
+    def test_error(self, model: torch.nn.Module, autocast: bool) -> float:
+        from augmix import imagenet
+
+        logits, labels = imagenet.folder_logits(model, self.val_set, batch_size=self.params.eval.batch_size,
+                                                workers=self.params.imagenet.workers, device=self.device,
+                                                autocast=autocast)
+        return float((logits.argmax(1) != labels).float().mean())
+
+
+def _source(params: Params, dataset: str):
+    from augmix.config import FOLDER_DATASETS
+
+    return FolderSource if dataset in FOLDER_DATASETS else TensorSource
+
+
 def _fingerprint(params: Params, dataset: str, arch: str, method: str) -> str:
-    return f"{dataset}/{arch}/{method}/{params.digest(TRAIN_SECTIONS)}"
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state()}
+    return f"{dataset}/{arch}/{method}/{params.digest(train_sections(dataset))}"
 
 
 def train(
@@ -117,12 +237,11 @@ def train(
     """Train one grid cell; write model.pt, train_log.csv and train_summary.json to `out_dir`.
 
     `checkpoint` is written after every epoch and resumed from when its fingerprint (cell and the
-    params sections above) matches. `stop_after_epoch` ends the run early, as a kill would (tests).
+    params sections it reads) matches. `stop_after_epoch` ends the run early, as a kill would (tests).
     """
-    from augmix.data import load_split
+    from augmix.config import FOLDER_DATASETS
     from augmix.models import build_model
-    from augmix.rng import SampleKeys
-    from augmix.training_methods import EpochViews, TrainBatch, all_methods, method_hparams
+    from augmix.training_methods import all_methods, method_hparams
 
     t0 = time.monotonic()
     if params.train.threads:
@@ -133,17 +252,15 @@ def train(
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist = init_distributed(cuda)
-    train_np = load_split(raw_dir, "train", params.data.max_train)
-    test_np = load_split(raw_dir, "test", params.data.max_test)
-    train_data, test_data = to_device(*train_np, device), to_device(*test_np, device)
-    num_classes = NUM_CLASSES[dataset]
-    recipe = params.recipe(arch)
-    opt_p = params.optim
+    recipe = recipe_for(params, dataset, arch)
     step_fn = all_methods()[method]
     hp = method_hparams(params, method, device)
+    if dataset in FOLDER_DATASETS and "severity" in hp:
+        hp["severity"] = params.imagenet.augmix_severity  # REF imagenet.py: AugMix severity 1
+    data = _source(params, dataset)(params, dataset, raw_dir, device, method, hp)
 
     torch.manual_seed(params.seed)  # initial weights (REF seeds torch with 1)
-    model = build_model(arch, num_classes).to(device)
+    model = build_model(arch, data.num_classes).to(device)
     if params.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)
     forward_model = model
@@ -151,14 +268,12 @@ def train(
         forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     if params.train.compile:
         forward_model = torch.compile(forward_model, mode=params.train.compile_mode)
-    optimizer = torch.optim.SGD(model.parameters(), lr=opt_p.lr, momentum=opt_p.momentum,
-                                nesterov=opt_p.nesterov, weight_decay=recipe.weight_decay,
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
                                 **({"fused": True} if cuda else {}))
-    n = len(train_data.y)
-    steps_per_epoch = math.ceil(n / opt_p.batch_size)
-    total_steps = recipe.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda t: cosine_factor(t, total_steps, opt_p.lr_min / opt_p.lr))
+    n = data.n
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: recipe.factor(t, steps_per_epoch))
 
     fingerprint = _fingerprint(params, dataset, arch, method)
     log: list[dict[str, Any]] = []
@@ -177,26 +292,21 @@ def train(
         else:
             print(f"[train] ignoring checkpoint {checkpoint}: it belongs to other params", flush=True)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and params.train.bf16 else contextlib.nullcontext()
+    bf16 = cuda and params.train.bf16
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
         # Dropout (AllConvNet) draws from torch's global generator, which has no per-call argument:
         # seed it per epoch so a resumed run replays the same masks.
         torch.manual_seed(derive_seed(params.seed, epoch, 1))
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(params.seed, epoch, 0)))
+        # DDP: rank r takes samples r, r + world, ... of every global batch.
+        index_batches = [b[dist.rank :: dist.world] for b in order.split(recipe.batch_size)]
         loss_sum, seen = torch.zeros((), device=device), 0
         ep_start = time.monotonic()
-        prepared = EpochViews(train_data.x, params.seed, epoch, method, hp)
-        for step, idx in enumerate(progress(order.split(opt_p.batch_size), total=steps_per_epoch,
-                                            desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                                            every=params.train.log_every)):
-            # DDP: rank r takes samples r, r + world, ... of the global batch. Augmentation is keyed
-            # by sample index, so it does not depend on how the batch is split.
-            idx_dev = idx[dist.rank :: dist.world].to(device, non_blocking=True)
-            xb = prepared.base[idx_dev]  # the shared flip + crop of each sample
-            batch = TrainBatch(x=xb.float().div(255), y=train_data.y[idx_dev], num_classes=num_classes,
-                               x_uint8=xb, keys=SampleKeys(params.seed, epoch, idx_dev),
-                               views=prepared.batch_views(idx_dev))
+        for step, batch in enumerate(progress(data.batches(epoch, index_batches), total=steps_per_epoch,
+                                              desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                                              every=params.train.log_every)):
             gen = torch.Generator(device).manual_seed(derive_seed(params.seed, epoch, step, 2))
             with autocast:
                 loss, _ = step_fn(forward_model, batch, hp, gen)
@@ -204,10 +314,9 @@ def train(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.detach().float() * len(idx_dev)  # stays on the device: no sync per step
-            seen += len(idx_dev)
-        logits = predict_logits(model, test_data.x, params.eval.batch_size, autocast=cuda and params.train.bf16)
-        test_error = float((logits.argmax(1) != test_data.y).float().mean())
+            loss_sum += loss.detach().float() * len(batch.y)  # stays on the device: no sync per step
+            seen += len(batch.y)
+        test_error = data.test_error(model, bf16)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": float(loss_sum) / seen, "test_error": test_error,
                "seconds": time.monotonic() - ep_start}
@@ -229,12 +338,13 @@ def train(
         return {"rank": dist.rank}
     out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
-        torch.save({"arch": arch, "dataset": dataset, "method": method, "num_classes": num_classes,
+        torch.save({"arch": arch, "dataset": dataset, "method": method, "num_classes": data.num_classes,
+                    "classes": data.classes,
                     "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     "params": to_dict(params)}, tmp)
     io.write_csv(out_dir / "train_log.csv", pd.DataFrame(log))
     summary = {"dataset": dataset, "arch": arch, "method": method, "epochs": recipe.epochs,
-               "n_train": n, "n_test": len(test_data.y), "device": str(device), "world_size": dist.world,
+               "n_train": n, "n_test": data.n_test, "device": str(device), "world_size": dist.world,
                "final_test_error": log[-1]["test_error"], "final_train_loss": log[-1]["train_loss"],
                "seconds": round(time.monotonic() - t0, 2)}
     io.write_json(out_dir / "train_summary.json", summary)
