@@ -18,6 +18,7 @@ from .functions import (
     SCALES,
     corrupt,
 )
+from .imagenet_p import build_imagenet_p_folder, read_video, write_video
 from .official import fetch_official_cifar_c
 from .perturbations import PERTURBATIONS, build_p_set, perturb
 
@@ -31,9 +32,12 @@ __all__ = [
     "SCALES",
     "build_c_set",
     "build_imagenet_c_folder",
+    "build_imagenet_p_folder",
     "build_p_set",
     "corrupt",
     "fetch_official_cifar_c",
     "is_complete",
     "perturb",
+    "read_video",
+    "write_video",
 ]
