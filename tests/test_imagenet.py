@@ -211,11 +211,14 @@ def _official_imagenet_c(root: Path, val: Path, names, severities, size: int) ->
 def test_resnet50_pipeline_on_a_tiny_image_folder(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     c_root = _official_imagenet_c(tmp_path / "inet-c", folder / "val", ["gaussian_noise", "contrast"], [1, 5], 64)
-    params = _params(folder, **{"corruptions.source": "official", "data.imagenet_c_dir": str(c_root)})
+    params = _params(folder, **{"corruptions.source": "official", "data.imagenet_c_dir": str(c_root),
+                                "corruptions.perturbations": ["gaussian_noise", "translate"]})
     raw = stages.download(params, "imagenet")
     assert json.loads((raw / "imagenet.json").read_text())["train"] == 24
     out = stages.corrupt(params, "imagenet")
     assert json.loads((out / "C" / "source.json").read_text())["dir"] == str(c_root.resolve())
+    videos = sorted((out / "P").rglob("*.npy"))  # ImageNet-P from val: one video per image and perturbation
+    assert len(videos) == 2 * 12 and {np.load(v).shape for v in videos} == {(31, 64, 64, 3), (41, 64, 64, 3)}
 
     summary = stages.train(params, "imagenet", "resnet50", "augmix")
     assert summary["n_train"] == 24 and summary["n_test"] == 12 and summary["epochs"] == 2
@@ -230,3 +233,6 @@ def test_resnet50_pipeline_on_a_tiny_image_folder(folder, tmp_path, monkeypatch)
     assert len(frame) == 1 + 2 * 2 and set(frame.n) == {12}
     assert 0 <= result["clean_error"] <= 1 and "corruption_error" in result
     assert "mce" not in result  # AlexNet-normalised mCE needs all five severities
+    p_frame = pd.read_csv("results/imagenet/resnet50/augmix/eval_p.csv")
+    assert list(p_frame.perturbation) == ["gaussian_noise", "translate"] and set(p_frame.n_sequences) == {12}
+    assert ((p_frame.flip_prob >= 0) & (p_frame.flip_prob <= 1)).all() and "mean_flip_prob" in result

@@ -89,15 +89,19 @@ def evaluate_model(
             n_seq, t = seqs.shape[:2]
             flat = np.asarray(seqs).reshape(n_seq * t, *seqs.shape[2:])
             lg = predict_logits(model, _to_tensor(flat, device), bs, autocast=autocast)
-            lg = lg.cpu().numpy().reshape(n_seq, t, -1)
-            noise = metrics.is_noise_perturbation(name)
-            p_rows.append({**identity, "perturbation": name,
-                           "flip_prob": float(metrics.flip_probability(lg.argmax(-1), noise=noise)),
-                           "top5_dist": float(metrics.top5_distance(lg, noise=noise)) if lg.shape[-1] >= 5 else float("nan"),
-                           "n_sequences": int(n_seq)})
+            p_rows.append(_p_row(identity, name, lg.cpu().numpy().reshape(n_seq, t, -1)))
         p_frame = pd.DataFrame(p_rows)
 
     return frame, p_frame, _summary(frame, p_frame, params, extras)
+
+
+def _p_row(identity: dict[str, str], name: str, logits: np.ndarray) -> dict[str, Any]:
+    """Flip probability and top-5 distance of one perturbation from logits (n_seq, T, C)."""
+    noise = metrics.is_noise_perturbation(name)
+    return {**identity, "perturbation": name,
+            "flip_prob": float(metrics.flip_probability(logits.argmax(-1), noise=noise)),
+            "top5_dist": float(metrics.top5_distance(logits, noise=noise)) if logits.shape[-1] >= 5 else float("nan"),
+            "n_sequences": int(logits.shape[0])}
 
 
 def _summary(frame: pd.DataFrame, p_frame: pd.DataFrame | None, params: Params, extras: dict[str, np.ndarray],
@@ -146,10 +150,13 @@ def evaluate_folder_model(
     val_dir: Path,
     classes: list[str],
     c_dir: Path | None,
+    p_dir: Path | None = None,
     device: torch.device,
-) -> tuple[pd.DataFrame, None, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
     """ImageNet: clean error on val (Resize + CenterCrop), ImageNet-C on its JPEGs (CenterCrop only,
-    corruptions.md §7), both streamed; the same tidy rows as `evaluate_model`."""
+    corruptions.md §7), both streamed, and ImageNet-P videos (one video per forward batch); the same
+    tidy rows as `evaluate_model`. Flip rates stay unnormalised: the AlexNet ImageNet-P baselines are
+    not recorded (metrics.py)."""
     from augmix import imagenet
 
     p = params.imagenet
@@ -172,7 +179,22 @@ def evaluate_folder_model(
     frame = pd.DataFrame(rows)
     for k, v in reversed(list(identity.items())):
         frame.insert(0, k, v)
-    return frame, None, _summary(frame, None, params, _extras(logits, y), alexnet=True)
+    p_frame = None
+    if p_dir is not None and params.corruptions.perturbations:
+        from augmix.corruptions import read_video
+        from augmix.train import predict_logits
+
+        p_rows = []
+        for name in params.corruptions.perturbations:
+            videos = sorted(f for f in (p_dir / name).glob("*/*") if f.suffix in (".npy", ".mp4"))
+            if not videos:
+                raise FileNotFoundError(f"no ImageNet-P videos in {p_dir / name}: re-run `augmix corrupt --dataset "
+                                        f"{identity['dataset']}` with corruptions.perturbations listing {name}")
+            lg = [predict_logits(model, torch.from_numpy(read_video(f)).permute(0, 3, 1, 2).to(device),
+                                 params.eval.batch_size, autocast=autocast).cpu().numpy() for f in videos]
+            p_rows.append(_p_row(identity, name, np.stack(lg)))
+        p_frame = pd.DataFrame(p_rows)
+    return frame, p_frame, _summary(frame, p_frame, params, _extras(logits, y), alexnet=True)
 
 
 def write_results(out_dir: Path, frame: pd.DataFrame, p_frame: pd.DataFrame | None, summary: dict[str, Any]) -> list[Path]:

@@ -119,6 +119,8 @@ def _corrupt_folder_dataset(params: Params, dataset: str, tmp: Path) -> None:
     from augmix import corruptions, imagenet
 
     cp, p = params.corruptions, params.imagenet
+    index = imagenet.read_index(Paths(params).raw(dataset))
+    val = imagenet.scan_folder(Path(index["dir"]) / "val", what=f"{dataset} val folder").subset(params.data.max_test)
     if cp.source == "official":
         root = Path(params.data.imagenet_c_dir)
         if not params.data.imagenet_c_dir or not root.is_dir():
@@ -137,13 +139,15 @@ def _corrupt_folder_dataset(params: Params, dataset: str, tmp: Path) -> None:
             raise ConfigError(f"imagenet.image_size: generating ImageNet-C uses the reference's "
                               f"{SCALES['imagenet']}-pixel severity table, but image_size is {p.image_size}; "
                               f"use {SCALES['imagenet']} or corruptions.source: official with data.imagenet_c_dir")
-        index = imagenet.read_index(Paths(params).raw(dataset))
-        val = imagenet.scan_folder(Path(index["dir"]) / "val", what=f"{dataset} val folder").subset(params.data.max_test)
         images, _ = imagenet.load_eval_array(val, p.resize, p.image_size)
         corruptions.build_imagenet_c_folder(
             images, [path.parent.name for path in val.paths], [path.name for path in val.paths], tmp / "C",
             names=list(cp.names), severities=list(cp.severities), seed=cp.seed, table="imagenet")
     io.write_json(tmp / "C" / "severities.json", {"severities": list(cp.severities)})
+    if cp.perturbations:  # ImageNet-P from the val images (lossless npy videos; mp4 is lossy)
+        corruptions.build_imagenet_p_folder([(f.parent.name, f.name, f) for f in val.paths], tmp / "P",
+                                            names=list(cp.perturbations), seed=cp.seed, resize=p.resize,
+                                            crop=p.image_size, format="npy")
 
 
 def train(params: Params, dataset: str, arch: str, method: str, *, stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -198,7 +202,7 @@ def evaluate(params: Params, dataset: str, arch: str, method: str, *, model_path
             val_dir = Path(imagenet.read_index(paths.raw(dataset))["dir"]) / "val"
             frame, p_frame, summary = ev.evaluate_folder_model(
                 model, params, identity=identity, val_dir=val_dir, classes=list(state.get("classes") or []) or None,
-                c_dir=c_dir if c_dir.is_dir() else None, device=device)
+                c_dir=c_dir if c_dir.is_dir() else None, p_dir=p_dir if p_dir.is_dir() else None, device=device)
         else:
             test = data.load_split(paths.raw(dataset), "test", params.data.max_test)
             frame, p_frame, summary = ev.evaluate_model(
