@@ -222,23 +222,48 @@ def test_tensor_translations_equal_pil(name):
     np.testing.assert_array_equal(ours, ref)
 
 
-# Stated tolerance for rotate and shears: grid_sample interpolates in float32, Pillow in
+# Stated tolerance for rotate and shears: the tensor warps interpolate in float32, Pillow in
 # float64, and both truncate, so a value can land one grey level lower or higher. On smooth
 # images at least 99.5% of pixels are identical and none differs by more than 1.
 GEOMETRIC_MIN_EQUAL = 0.995
 GEOMETRIC_MAX_DIFF = 1
 
 
-@pytest.mark.parametrize("name", WARPS)
-@pytest.mark.parametrize("size", [32, 48])
-def test_tensor_warps_match_pil_within_tolerance(name, size):
-    imgs = smooth_images(32, size=size, seed=size)
-    ours, ref = _compare(name, imgs, np.linspace(0.1, 9.99, len(imgs)))
+def _check_warp(ours: np.ndarray, ref: np.ndarray) -> None:
     diff = np.abs(ours - ref)
     assert diff.max() <= GEOMETRIC_MAX_DIFF
     assert (diff == 0).mean() >= GEOMETRIC_MIN_EQUAL
     # black fill lands on the same pixels
     np.testing.assert_array_equal(ours.sum(-1) == 0, ref.sum(-1) == 0)
+
+
+@pytest.mark.parametrize("name", WARPS)
+@pytest.mark.parametrize("size", [32, 48])
+def test_tensor_warps_match_pil_within_tolerance(name, size):
+    imgs = smooth_images(32, size=size, seed=size)
+    _check_warp(*_compare(name, imgs, np.linspace(0.1, 9.99, len(imgs))))
+
+
+@pytest.mark.parametrize("name", WARPS)
+def test_generic_affine_warp_matches_pil_within_tolerance(name):
+    """t_affine (grid_sample; the shears' route off the CPU) on the warp matrices."""
+    imgs = smooth_images(32, seed=5)
+    level = torch.as_tensor(np.linspace(0.1, 9.99, len(imgs)), dtype=torch.float64)
+    flip = torch.arange(len(imgs)) % 3 == 0
+    v = ops.tensor_parameters(name, level, flip, SIZE)
+    out = ops.t_affine(to_batch(imgs), ops.affine_matrices(name, v, SIZE))
+    ref = np.stack([_pil_apply(name, im, v[i].item()) for i, im in enumerate(imgs)])
+    _check_warp(out.permute(0, 2, 3, 1).numpy().astype(int), ref.astype(int))
+
+
+def test_rotation_with_repeated_angles_equals_one_by_one():
+    """t_rotate builds one grid per distinct angle; images sharing an angle are unaffected."""
+    x = to_batch(smooth_images(12))
+    deg = torch.tensor([3.0, -5.0, 3.0, 0.0, 29.0, -5.0, 3.0, 1.0, 0.0, 29.0, -29.0, 3.0])
+    batch = ops.t_rotate(x, deg)
+    for i in range(len(deg)):
+        assert torch.equal(batch[i : i + 1], ops.t_rotate(x[i : i + 1], deg[i : i + 1]))
+    assert torch.equal(batch[3], x[3])  # 0 degrees is the identity, as in PIL
 
 
 def test_rotation_direction_and_centre():
@@ -283,7 +308,8 @@ def test_tensor_ops_cuda_match_cpu():
 
 
 def test_affine_warp_agrees_with_integer_translation_path():
-    """t_affine (the grid_sample warp) on translate matrices equals the exact shift path."""
+    """t_affine (the generic grid_sample warp) on translate matrices equals the exact shift
+    path."""
     x = to_batch(smooth_images(16))
     v = torch.arange(-8, 8, dtype=torch.float64)
     for name in SHIFTS:

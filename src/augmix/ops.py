@@ -8,9 +8,15 @@ mutable module global, `IMAGE_SIZE`).
 
 The tensor twins act on a uint8 batch (n, 3, H, W) with one parameter per image, vectorised:
 the pixel ops reproduce Pillow's integer arithmetic exactly, translations (integer pixels) are
-exact shifts, and rotate and the shears use one batched `grid_sample` that follows Pillow's
-output-to-input mapping, agreeing with Pillow up to float32 rounding of the bilinear weights
-(at most one grey level; stated tolerance and checks in tests/test_ops.py).
+exact shifts, and rotate and the shears follow Pillow's output-to-input mapping with float32
+bilinear weights, agreeing with Pillow up to one grey level (stated tolerance and checks in
+tests/test_ops.py). Rotate uses `grid_sample`; on the CPU the shears use two gathers per
+pixel (a shear moves whole rows or columns), elsewhere `grid_sample` too.
+
+CPU speed notes (measured with one thread; the reasons for the less obvious choices below):
+uint8 and int16 elementwise ops are the cheapest, float comparisons and casts from float
+straight to uint8 are several times dearer than arithmetic, and a gather costs about five
+elementwise passes per element.
 """
 
 from __future__ import annotations
@@ -201,7 +207,7 @@ def apply_lut(x: torch.Tensor, lut: torch.Tensor, idx: torch.Tensor | None = Non
     n, c, h, w = x.shape
     if idx is None:
         idx = x.reshape(n * c, h * w).long()
-    out = torch.gather(lut.reshape(n * c, 256).to(torch.uint8), 1, idx)
+    out = torch.gather(lut.reshape(n * c, 256).to(torch.int32).to(torch.uint8), 1, idx)
     return out.reshape(n, c, h, w)
 
 
@@ -211,15 +217,17 @@ def t_autocontrast(x: torch.Tensor, v=None) -> torch.Tensor:
     flat = x.reshape(n, c, -1)
     lo = flat.amin(-1).double()
     hi = flat.amax(-1).double()
-    span = (hi - lo).clamp_min(1.0)
     # A true division: `255.0 / tensor` is computed as 255 * reciprocal(tensor) in torch,
     # which rounds differently from Python's 255.0 / (hi - lo).
-    scale = torch.div(torch.full_like(span, 255.0), span)
+    scale = torch.div(torch.full_like(lo, 255.0), (hi - lo).clamp_min(1.0))
     offset = -lo * scale
+    flat_channel = hi == lo  # PIL keeps such a channel: scale 1, offset 0 is the identity
+    scale = torch.where(flat_channel, 1.0, scale)
+    offset = torch.where(flat_channel, 0.0, offset)
     i = torch.arange(256, device=x.device, dtype=torch.float64)
-    # Two separate roundings (product, then sum), as Python evaluates `ix * scale + offset`.
-    lut = torch.trunc(i * scale[..., None] + offset[..., None]).clamp(0, 255)
-    lut = torch.where((hi > lo)[..., None], lut, i)  # flat channel: identity
+    # Two separate roundings (product, then sum), as Python evaluates `ix * scale + offset`;
+    # int() truncates toward zero, as the int32 cast does.
+    lut = (i * scale[..., None] + offset[..., None]).to(torch.int32).clamp_(0, 255)
     return apply_lut(x, lut)
 
 
@@ -237,10 +245,12 @@ def t_equalize(x: torch.Tensor, v=None) -> torch.Tensor:
     h_last = torch.gather(hist, 1, hi.long()[:, None])[:, 0]
     step = (h * w - h_last) // 255
     below = torch.cumsum(hist, 1, dtype=torch.int32) - hist
-    lut = (step[:, None] // 2 + below) // step.clamp_min(1)[:, None]
+    # Floor division of integers below 2**31 done in float64, where floor(a / b) is exact
+    # and vectorised (integer division is not, on CPU).
+    lut = (below + (step // 2)[:, None]).double().div_(step.clamp_min(1)[:, None]).floor_()
     identity = (lo == hi) | (step == 0)
-    ident = torch.arange(256, device=x.device, dtype=torch.int32)
-    lut = torch.where(identity[:, None], ident, lut.clamp(max=255))
+    ident = torch.arange(256, device=x.device, dtype=torch.float64)
+    lut = torch.where(identity[:, None], ident, lut.clamp_(max=255))
     return apply_lut(x, lut.reshape(n, c, 256), idx)
 
 
@@ -255,8 +265,10 @@ def t_solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """PIL ImageOps.solarize: values >= threshold become 255 - value."""
     t = threshold.to(x.device).long()
     flip = _per(torch.where(t <= 255, 255, 0).to(torch.uint8))  # t = 256 leaves x unchanged
-    hit = (x >= _per(t.clamp(0, 255).to(torch.uint8))).to(torch.uint8)
-    return x ^ (hit * flip)  # 255 - x == x ^ 255 for uint8; much cheaper than torch.where
+    # x >= t as max(x, t) == x: a same-shape uint8 comparison, ~10x cheaper on CPU than
+    # comparing with a broadcast threshold (measured); bool -> uint8 is a free view.
+    hit = torch.maximum(x, _per(t.clamp(0, 255).to(torch.uint8))) == x
+    return x ^ (hit.view(torch.uint8) * flip)  # 255 - x == x ^ 255 for uint8
 
 
 def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -345,71 +357,152 @@ def affine_matrices(name: str, v: torch.Tensor, image_size: int) -> torch.Tensor
 
 GEOMETRIC_EPS = 1e-3  # nudge before truncation so exact-integer PIL results survive float32
 
+# Rotate and the shears sample between pixels. PIL (libImaging Geometry.c, bilinear filter)
+# maps output pixel (x, y) to the input point q = A (x + 0.5, y + 0.5) + t in float64; a point
+# outside [0, W) x [0, H) is black; otherwise, with q' = q - 0.5, the four pixels around
+# floor(q') (coordinates clamped to the image) are mixed as lerp(lerp(p00, p01, dx),
+# lerp(p10, p11, dx), dy) and truncated (augmix.md §3). The tensor versions interpolate in
+# float32, so a value can differ from Pillow's by one grey level (tolerance in
+# tests/test_ops.py).
+
+
+def _trunc_uint8(v: torch.Tensor) -> torch.Tensor:
+    """float32 values in [0, 255] -> uint8 by truncation, as Pillow's (UINT8) cast, after the
+    GEOMETRIC_EPS nudge (in place on v). Through int32: torch's direct float -> uint8 cast is
+    several times slower on CPU (measured)."""
+    return v.add_(GEOMETRIC_EPS).to(torch.int32).to(torch.uint8)
+
+
+def _grid_and_mask(mats: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For PIL matrices (u, 6) float64: grid_sample's normalised grid (u, H, W, 2) float32
+    (align_corners=False has PIL's pixel-centre convention) and the inside mask (u, H, W)
+    uint8, both from float64 input coordinates as PIL computes them."""
+    dev = mats.device
+    xs = torch.arange(w, device=dev, dtype=torch.float64) + 0.5
+    ys = torch.arange(h, device=dev, dtype=torch.float64) + 0.5
+    grid = torch.empty(len(mats), h, w, 2, device=dev)
+    inside = torch.ones(len(mats), h, w, device=dev)
+    for k, size in enumerate((w, h)):
+        p, q, r = mats[:, 3 * k], mats[:, 3 * k + 1], mats[:, 3 * k + 2]
+        coord = (p[:, None] * xs)[:, None, :] + (q[:, None] * ys + r[:, None])[:, :, None]
+        torch.mul(coord, 2.0 / size, out=grid[..., k]).sub_(1.0)
+        # inside iff 0 <= floor(coord) <= size - 1, as 0/1 products: clamps are much cheaper
+        # than float comparisons on CPU (measured)
+        fl = coord.floor_().float()
+        inside.mul_((fl + 1).clamp_(0, 1)).mul_((size - fl).clamp_(0, 1))
+    return grid, inside.to(torch.uint8)
+
+
+def _warp(x: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling of uint8 x (n, c, H, W) at grid (n, H, W, 2), black where inside == 0.
+    Border padding is PIL's clamp of the neighbours at the image edge."""
+    out = F.grid_sample(
+        x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return _trunc_uint8(out).mul_(inside[:, None])
+
 
 def t_affine(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     """Batched PIL-style affine warp of square images: bilinear, fill 0, same output size.
-
-    PIL (libImaging Geometry.c) samples at A (x + 0.5, y + 0.5) + t in continuous pixel
-    coordinates, returns 0 outside [0, W) x [0, H), clamps neighbours at the edge and truncates.
-    The PIL matrix is rewritten for normalised coordinates and fed to grid_sample with
-    align_corners=False (the same pixel-centre convention); border padding is PIL's edge clamp
-    and the inside test is done on the normalised grid. float32 throughout, so results can
-    differ from Pillow's float64 by one grey level (tolerance in tests/test_ops.py).
-    """
+    mats (n, 6) holds PIL's (a, b, c, d, e, f) per image (affine_matrices)."""
     n, _, h, w = x.shape
     if h != w:
         raise ValueError(f"t_affine expects square images, got {h}x{w}")
-    dev = x.device
-    m = mats.to(dev, torch.float64).reshape(n, 2, 3)
-    # In normalised coordinates (u, v in [-1, 1]): u_in = a u + b v + (a + b - 1 + 2 c / S).
-    shift = m[:, :, 0] + m[:, :, 1] - 1.0 + 2.0 * m[:, :, 2] / w
-    theta = torch.cat([m[:, :, :2], shift[:, :, None]], 2).to(torch.float32)
-    u = (torch.arange(w, device=dev, dtype=torch.float32) * 2.0 + 1.0) / w - 1.0
-    grid = torch.empty(n, h, w, 2, device=dev, dtype=torch.float32)
-    for k in range(2):  # separable: (column term) + (row term), one broadcast add each
-        col = theta[:, k, 0:1] * u + theta[:, k, 2:3]  # (n, W)
-        row = theta[:, k, 1:2] * u  # (n, H)
-        torch.add(col[:, None, :], row[:, :, None], out=grid[..., k])
-    inside = (grid[..., 0] >= -1.0) & (grid[..., 0] < 1.0)
-    inside &= (grid[..., 1] >= -1.0) & (grid[..., 1] < 1.0)
-    out = F.grid_sample(
-        x.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    # float -> uint8 conversion truncates, as PIL's (UINT8) cast does.
-    return out.add_(GEOMETRIC_EPS).mul_(inside[:, None]).to(torch.uint8)
+    return _warp(x, *_grid_and_mask(mats.to(x.device, torch.float64).reshape(n, 6), h, w))
+
+
+def t_rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """PIL Image.rotate(degrees, BILINEAR) per image. The angles are whole degrees, so a batch
+    holds few distinct ones: the grid and mask are built once per distinct angle."""
+    angles, which = torch.unique(degrees.to(x.device, torch.float64), return_inverse=True)
+    grid, inside = _grid_and_mask(affine_matrices("rotate", angles, x.shape[-1]), *x.shape[-2:])
+    return _warp(x, grid.index_select(0, which), inside.index_select(0, which))
+
+
+def _edge_canvas(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """x (n, c, H, W) -> (n, c, (H + 2 pad_h) * (W + 2 pad_w)): each plane padded by repeating
+    its edge pixels (PIL's clamp), then flattened."""
+    n, c, h, w = x.shape
+    out = x.new_empty(n, c, h + 2 * pad_h, w + 2 * pad_w)
+    rows = slice(pad_h, pad_h + h)
+    out[:, :, rows, pad_w : pad_w + w] = x
+    if pad_w:
+        out[:, :, rows, :pad_w] = x[..., :1]
+        out[:, :, rows, pad_w + w :] = x[..., -1:]
+    if pad_h:
+        out[:, :, :pad_h] = out[:, :, pad_h : pad_h + 1]
+        out[:, :, pad_h + h :] = out[:, :, pad_h + h - 1 : pad_h + h]
+    return out.reshape(n, c, -1)
+
+
+def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str) -> torch.Tensor:
+    """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image.
+
+    shear_x samples output (x, y) at input (x + 0.5 + s_y, y + 0.5) with s_y = v (y + 0.5):
+    each row is shifted by its own s_y while the other coordinate stays on a pixel centre,
+    where PIL's bilinear weight is exactly 0. So every output is one lerp between two
+    neighbours in the row with the row's constant weight frac(s_y): two gathers from the
+    edge-padded image instead of grid_sample's four taps (CPU). shear_y: the same per column.
+    """
+    if x.device.type != "cpu":
+        return t_affine(x, affine_matrices(f"shear_{axis}", v, x.shape[-1]))
+    n, c, h, w = x.shape
+    along_x = axis == "x"
+    size, lines = (w, h) if along_x else (h, w)
+
+    def per_line(a: torch.Tensor) -> torch.Tensor:  # (n, lines) -> broadcast over (n, c, H, W)
+        return a[:, None, :, None] if along_x else a[:, None, None, :]
+
+    s = v.to(x.device, torch.float64)[:, None] * (torch.arange(lines, dtype=torch.float64) + 0.5)
+    k = s.floor()
+    pad = int(k.abs().max()) + 1 if n else 1  # the padding covers every tap
+    # Inside iff 0 <= t + 0.5 + s < size at position t along the axis, i.e. lo <= t < hi;
+    # the 0/1 mask is built from int16 clamps (cheaper than comparisons on CPU).
+    lo = torch.ceil(-0.5 - s).to(torch.int16)
+    hi = torch.ceil(size - 0.5 - s).to(torch.int16)
+    t = torch.arange(size, dtype=torch.int16)
+    t = t if along_x else t[:, None]
+    mask = (t - per_line(lo) + 1).clamp_(0, 1).mul_((per_line(hi) - t).clamp_(0, 1))
+    # Left (upper) tap t + k of each output in the flattened padded planes; the other tap is
+    # one step further.
+    canvas = _edge_canvas(x, 0, pad) if along_x else _edge_canvas(x, pad, 0)
+    row = w + 2 * pad if along_x else w
+    step = 1 if along_x else w
+    grid = torch.arange(h)[:, None] * row + torch.arange(w)
+    tap = (grid + per_line((k.long() + pad) * step)).reshape(n, 1, h * w).expand(n, c, h * w)
+    p0 = torch.gather(canvas, 2, tap).float().reshape(n, c, h, w)
+    p1 = torch.gather(canvas[..., step:], 2, tap).float().reshape(n, c, h, w)
+    out = _trunc_uint8(torch.lerp(p0, p1, per_line((s - k).float())))
+    return out.mul_(mask.to(torch.uint8))
 
 
 def t_translate(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Integer translation, PIL convention (output (x, y) reads input (x + dx, y + dy), fill 0).
 
-    Exact for integer offsets (PIL's bilinear weights are then 0/1), and a uint8 gather is far
-    cheaper than grid_sample, so the translate ops take this path."""
+    Exact for integer offsets (PIL's bilinear weights are then 0/1). One uint8 gather from the
+    image with a zero row and column appended, which the source rows and columns that fall
+    outside point at (so no mask pass)."""
     n, c, h, w = x.shape
     dev = x.device
     xs = torch.arange(w, device=dev) + dx.to(dev).long()[:, None]  # (n, W)
     ys = torch.arange(h, device=dev) + dy.to(dev).long()[:, None]  # (n, H)
-    valid = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
-    src = ys.clamp(0, h - 1)[:, :, None] * w + xs.clamp(0, w - 1)[:, None, :]  # (n, H, W)
-    out = torch.gather(x.reshape(n, c, h * w), 2, src.reshape(n, 1, h * w).expand(n, c, h * w))
-    return out.reshape(n, c, h, w) * valid[:, None]
-
-
-def _geometric(name: str):
-    def op(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return t_affine(x, affine_matrices(name, v, x.shape[-1]))
-
-    op.__name__ = f"t_{name}"
-    return op
+    xs = torch.where((xs >= 0) & (xs < w), xs, w)  # column w and row h are zeros
+    ys = torch.where((ys >= 0) & (ys < h), ys, h)
+    canvas = x.new_zeros(n, c, h + 1, w + 1)
+    canvas[:, :, :h, :w] = x
+    src = ys[:, :, None] * (w + 1) + xs[:, None, :]  # (n, H, W)
+    idx = src.reshape(n, 1, h * w).expand(n, c, h * w)
+    return torch.gather(canvas.reshape(n, c, -1), 2, idx).reshape(n, c, h, w)
 
 
 TENSOR_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
     "autocontrast": t_autocontrast,
     "equalize": t_equalize,
     "posterize": t_posterize,
-    "rotate": _geometric("rotate"),
+    "rotate": t_rotate,
     "solarize": t_solarize,
-    "shear_x": _geometric("shear_x"),
-    "shear_y": _geometric("shear_y"),
+    "shear_x": lambda x, v: t_shear(x, v, "x"),
+    "shear_y": lambda x, v: t_shear(x, v, "y"),
     "translate_x": lambda x, v: t_translate(x, v, torch.zeros_like(v)),
     "translate_y": lambda x, v: t_translate(x, torch.zeros_like(v), v),
     "color": t_color,
