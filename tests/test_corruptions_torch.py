@@ -85,3 +85,126 @@ def test_device_streams_seeded(imgs):
         assert np.array_equal(a, b) and a.dtype == np.uint8 and a.shape == imgs.shape, (
             name
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# weather and digital corruptions (issue #4): the torch path with the NumPy path's draws
+
+
+def _frost_ok():
+    try:
+        from augmix.corruptions.frost import load_frost_textures
+
+        load_frost_textures("cifar")
+        return True
+    except (FileNotFoundError, OSError):
+        return False
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("s", [1, 2, 3, 4, 5])
+def test_deterministic_digital(imgs, device, s):
+    for fn in (F.brightness, F.saturate, F.pixelate):
+        assert np.array_equal(fn(imgs, s, device=device), fn(imgs, s)), fn.__name__
+    _agree(
+        F.contrast(imgs, s, device=device), F.contrast(imgs, s)
+    )  # torch's mean order
+    if device == "cpu":  # off CUDA the CPU codec (equal to Pillow) is used
+        assert np.array_equal(
+            F.jpeg_compression(imgs, s, device=device), F.jpeg_compression(imgs, s)
+        )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_deterministic_digital_imagenet(device):
+    img = synthetic_images(2, size=224, seed=5)
+    for s in (1, 5):
+        for fn in (F.brightness, F.pixelate):
+            assert np.array_equal(
+                fn(img, s, table="imagenet", device=device),
+                fn(img, s, table="imagenet"),
+            )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("s", [1, 3, 5])
+def test_fog_same_draws(imgs, device, s):
+    rng = np.random.default_rng(s)
+    uniforms = [rng.random(shape) for shape in F.fog_uniform_shapes(len(imgs), 32)]
+    d = {"uniforms": uniforms}
+    assert np.array_equal(
+        F.fog(imgs, s, draws=d, device=device), F.fog(imgs, s, draws=d)
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("s", [1, 3, 4, 5])
+def test_snow_same_draws(imgs, device, s):
+    rng = np.random.default_rng(s)
+    d = {
+        "z": rng.standard_normal((len(imgs), 32, 32)),
+        "u_angle": rng.random(len(imgs)),
+    }
+    # the layer's zoom is a float64 matrix product (summation order): rare one-level flips
+    _agree(F.snow(imgs, s, draws=d, device=device), F.snow(imgs, s, draws=d))
+
+
+@pytest.mark.skipif(not _frost_ok(), reason="frost textures not installed")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("s", [1, 5])
+def test_frost_same_draws(imgs, device, s):
+    from augmix.corruptions.frost import load_frost_textures
+
+    tex = load_frost_textures("cifar")
+    rng = np.random.default_rng(s)
+    idx = rng.integers(0, 5, len(imgs))
+    d = {
+        "index": idx,
+        "row": np.array([rng.integers(0, tex[k].shape[0] - 32) for k in idx]),
+        "col": np.array([rng.integers(0, tex[k].shape[1] - 32) for k in idx]),
+    }
+    assert np.array_equal(
+        F.frost(imgs, s, draws=d, device=device), F.frost(imgs, s, draws=d)
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("s", [1, 2, 3, 5])
+@pytest.mark.parametrize("warp", ["fixed", "float"])
+def test_elastic_same_draws(imgs, device, s, warp):
+    rng = np.random.default_rng(s)
+    n = len(imgs)
+    d = {
+        "u_affine": rng.random((n, 3, 2)),
+        "u_dx": rng.random((n, 32, 32)),
+        "u_dy": rng.random((n, 32, 32)),
+    }
+    ours = F.elastic_transform(imgs, s, draws=d, device=device, warp=warp)
+    ref = F.elastic_transform(imgs, s, draws=d, warp=warp)
+    if device == "cpu":  # the same float operations in the same order
+        assert np.array_equal(ours, ref)
+    else:
+        _agree(ours, ref)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_elastic_imagenet_same_draws(device):
+    img = synthetic_images(1, size=224, seed=8)
+    rng = np.random.default_rng(0)
+    d = {
+        "u_affine": rng.random((1, 3, 2)),
+        "u_dx": rng.random((1, 224, 224)),
+        "u_dy": rng.random((1, 224, 224)),
+    }
+    for s in (1, 5):  # sigma up to 244 * 0.7: reflections beyond one period
+        _agree(
+            F.elastic_transform(img, s, table="imagenet", draws=d, device=device),
+            F.elastic_transform(img, s, table="imagenet", draws=d),
+        )
+
+
+def test_new_device_streams_differ_by_seed(imgs):
+    for name in ("snow", "fog", "elastic_transform"):
+        a = corrupt_block(imgs, name, 3, seed=1, device="cpu")
+        b = corrupt_block(imgs, name, 3, seed=2, device="cpu")
+        assert not np.array_equal(a, b), name

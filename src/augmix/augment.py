@@ -19,8 +19,6 @@ inside. As in REF, the original gets (1 - m) and the chains m; nothing is re-qua
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from augmix import rng as R
+from augmix.memory import keep_freed_memory
 from augmix.ops import (
     OPS,
     OPS_ALL,
@@ -295,27 +294,6 @@ def _mix(x: torch.Tensor, chains: torch.Tensor, draws: MixDraws, out: torch.Tens
             out[vi].addcmul_(cv[vi, :, i], coef[vi, :, i + 1])
 
 
-@functools.cache
-def _keep_freed_memory() -> bool:
-    """Let glibc keep freed memory for reuse instead of returning it to the OS.
-
-    The batched CPU path allocates and frees many MiB-sized temporaries per step. By default
-    glibc serves those with fresh mmap()s or trims them off the heap when freed, so every
-    step page-faults its memory in again, and in a VM a fault costs microseconds per 4 KiB
-    page (measured: 7 float ops on 128 images took 11 ms with fresh pages, 0.35 ms with
-    reused ones; the whole batched path ran 1.6x faster). Raising the mmap and trim
-    thresholds keeps the heap, as PyTorch's CPU tuning guide gets by preloading jemalloc or
-    tcmalloc. Process-wide: the process keeps up to 1 GiB of freed heap for reuse. A no-op
-    (False) off glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1  # 32 MiB: glibc's maximum
-        return ok and libc.mallopt(m_trim_threshold, 1 << 30) == 1
-    except (OSError, AttributeError):
-        return False
-
-
 def _blocks(x: torch.Tensor, chains_per_sample: int) -> list[slice]:
     """Sample ranges processed together: the whole batch on CUDA (fewest launches), blocks
     of about CPU_BLOCK_BYTES of chains on the CPU. Every sample's result is independent of
@@ -362,7 +340,7 @@ def _augmix_views(
         keys, views, severity=severity, width=width, depth=depth, alpha=alpha, n_ops=len(names)
     )
     if x.device.type == "cpu":
-        _keep_freed_memory()
+        keep_freed_memory()  # reuse the heap for the temporaries (memory.py)
     if out is None:
         out = torch.empty(len(views), *x.shape, dtype=torch.float32, device=x.device)
     for s in _blocks(x, len(views) * width):

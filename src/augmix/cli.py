@@ -128,6 +128,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.what == "train":
         kwargs.update({k: v for k, v in (("arch", args.arch), ("method", args.method), ("batch_size", args.batch_size),
                                          ("steps", args.steps), ("compile", args.compile or None)) if v is not None})
+    if args.what == "corrupt" and args.end_to_end:
+        kwargs["end_to_end"] = True
     if args.what == "eval":
         kwargs.update({k: v for k, v in (("arch", args.arch), ("batch_size", args.batch_size)) if v is not None})
     result = module.run(**kwargs)
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="train: distinct samples per step")
     p.add_argument("--steps", type=int, default=None, help="train: timed steps")
     p.add_argument("--compile", action="store_true", help="train: torch.compile the model")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="corrupt: time a real CIFAR-C build (files written) and project it to 10,000 images")
     p.set_defaults(fn=cmd_bench)
     return parser
 

@@ -67,7 +67,6 @@ def motion_blur_im(
     k = motion_blur_kernel(radius, sigma)
     angles = np.broadcast_to(np.asarray(angles_deg, dtype=np.float64), (n,))
     dx, dy = motion_blur_offsets(angles, k.size)
-    pad = int(max(np.abs(dx).max(), np.abs(dy).max()))
     # Sort images by angle so that images sharing a tap offset form contiguous runs.
     order = np.argsort(angles, kind="stable")
     images, dx, dy = images[order], dx[order], dy[order]
@@ -77,36 +76,58 @@ def motion_blur_im(
     )  # blocks of ~2 MB float64 stay in cache (about 2x faster)
     for start in range(0, n, step):
         sl = slice(start, start + step)
-        out[sl] = _blur_block(images[sl], k, dx[sl], dy[sl], pad)
+        out[sl] = _blur_block(images[sl], k, dx[sl], dy[sl])
     result = np.empty_like(out)
     result[order] = out
     return result
 
 
+def _edge_pad(
+    x: np.ndarray, top: int, bottom: int, left: int, right: int
+) -> np.ndarray:
+    """np.pad(mode="edge") over axes 1 and 2 of (N, H, W, C), by slice copies (~2x faster)."""
+    n, h, w, c = x.shape
+    out = np.empty((n, top + h + bottom, left + w + right, c), dtype=x.dtype)
+    mid = out[:, :, left : left + w]
+    mid[:, top : top + h] = x
+    mid[:, :top] = x[:, :1]
+    mid[:, top + h :] = x[:, -1:]
+    out[:, :, :left] = out[:, :, left : left + 1]
+    out[:, :, left + w :] = out[:, :, left + w - 1 : left + w]
+    return out
+
+
 def _blur_block(
-    images: np.ndarray, k: np.ndarray, dx: np.ndarray, dy: np.ndarray, pad: int
+    images: np.ndarray, k: np.ndarray, dx: np.ndarray, dy: np.ndarray
 ) -> np.ndarray:
     """Runs of images sharing a tap offset are shifted together with one slice of the
-    edge-padded stack (edge padding = ImageMagick's clamping of virtual pixels)."""
+    edge-padded stack (edge padding = ImageMagick's clamping of virtual pixels). The padding is
+    one-sided where the taps are (the kernel only reaches along +angle)."""
     n, h, w, c = images.shape
+    top, bottom = max(0, -int(dy.min())), max(0, int(dy.max()))
+    left, right = max(0, -int(dx.min())), max(0, int(dx.max()))
     # Q16 quantum values 257*v, exact in float64, so k * quantum rounds as in ImageMagick.
-    padded = (
-        np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge").astype(
-            np.float64
-        )
-        * 257.0
-    )
-    acc = np.zeros((n, h, w, c), dtype=np.float64)
+    padded = _edge_pad(images, top, bottom, left, right).astype(np.float64)
+    padded *= 257.0
+    acc = np.empty((n, h, w, c), dtype=np.float64)
     tmp = np.empty_like(acc)
-    span = 2 * pad + 1
+    span = top + bottom + 1
     for i in range(k.size):  # a loop over <= 41 taps
-        key = (dy[:, i] + pad) * span + (dx[:, i] + pad)
+        key = (dx[:, i] + left) * span + (dy[:, i] + top)
         starts = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1])
         ends = np.concatenate([starts[1:], [n]])
-        for a, b in zip(starts, ends):
-            y0 = pad + int(dy[a, i])
-            x0 = pad + int(dx[a, i])
-            np.multiply(padded[a:b, y0 : y0 + h, x0 : x0 + w], k[i], out=tmp[a:b])
-            acc[a:b] += tmp[a:b]
-    q = np.floor(acc + 0.5)
-    return (q // 257.0).astype(np.uint8)
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            y0 = top + int(dy[a, i])
+            x0 = left + int(dx[a, i])
+            src = padded[a:b, y0 : y0 + h, x0 : x0 + w]
+            if i == 0:  # 0.0 + k0 * q == k0 * q
+                np.multiply(src, k[i], out=acc[a:b])
+            else:
+                np.multiply(src, k[i], out=tmp[a:b])
+                acc[a:b] += tmp[a:b]
+    # q = floor(sum + 0.5); q // 257 == trunc(q / 257) for integer q >= 0 (q / 257 is never
+    # within rounding distance of the next integer), and the division is much cheaper.
+    acc += 0.5
+    np.floor(acc, out=acc)
+    acc /= 257.0
+    return acc.astype(np.uint8)

@@ -52,7 +52,9 @@ import numpy as np
 from PIL import Image
 
 from ..io import atomic_dir
-from .build import MANIFEST, atomic_write_bytes, tune_allocator
+from augmix.memory import keep_freed_memory
+
+from .build import MANIFEST, atomic_write_bytes
 from .perturbations import (
     FULL_IMAGE,
     NOISE_PERTURBATIONS,
@@ -420,7 +422,7 @@ def build_imagenet_p_folder(
         raise ValueError(f"batch must be >= 1, got {batch}")
     codec = resolve_encoder(encoder) if format == "mp4" else None
     items = _items(source)
-    tune_allocator()
+    keep_freed_memory()
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     manifest_path = root / MANIFEST

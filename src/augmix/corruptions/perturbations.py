@@ -31,7 +31,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .build import CHUNK, MANIFEST, atomic_save_npy, atomic_write_bytes, tune_allocator
+from augmix.memory import keep_freed_memory
+
+from .build import CHUNK, MANIFEST, atomic_save_npy, atomic_write_bytes
 from .functions import _spatter_water_mask, clipped_zoom_matrix, hsv_to_rgb, rgb_to_hsv
 from .imagemagick import motion_blur_im
 
@@ -700,7 +702,7 @@ def build_p_set(
             raise KeyError(
                 f"unknown perturbation {name!r}; expected one of {list(PERTURBATIONS)}"
             )
-    tune_allocator()
+    keep_freed_memory()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST

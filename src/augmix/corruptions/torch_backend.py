@@ -1,11 +1,16 @@
-"""Torch implementations of the heavy, regular corruptions, for a GPU (or CPU torch) device.
+"""Torch implementations of the corruptions, batched, for a GPU (or CPU torch) device.
 
 Selected with ``device=...`` on the functions in `functions.py`, which keep the severity tables and
-pass the chosen parameters here. The arithmetic is the reference's (float64 where it is float64),
-so with the same injected draws the results equal the NumPy path up to float summation order in
-the filters (rare one-level truncation flips). Random draws come from a ``torch.Generator`` on
-the device, seeded from the caller's NumPy generator, so a build is reproducible for a given seed
-and device type but is not byte-identical to the NumPy path (different streams).
+pass the chosen parameters here (all corruptions but spatter, whose water mode is OpenCV per
+image). The arithmetic is the reference's (float64 where it is float64, float32 where it is
+float32), so with the same injected draws the results equal the NumPy path: bit for bit on CPU
+torch for the elementwise and gather-based ones (brightness, saturate, pixelate, fog, frost,
+elastic transform, motion blur, the noises), and up to float summation order in the reductions,
+filters and matrix products (contrast's mean, the blurs, snow's zoom: rare one-level truncation
+flips). JPEG on a CUDA device uses nvJPEG through torchvision (not byte-identical to libjpeg);
+on other devices the CPU codec. Random draws come from a ``torch.Generator`` on the device,
+seeded from the caller's NumPy generator, so a build is reproducible for a given seed and device
+type but is not byte-identical to the NumPy path (different streams).
 """
 
 from __future__ import annotations
@@ -14,14 +19,23 @@ import numpy as np
 import torch
 
 __all__ = [
+    "brightness",
+    "contrast",
     "defocus_blur",
+    "elastic_transform",
+    "fog",
+    "frost",
     "gaussian_blur",
     "gaussian_noise",
     "generator_for",
     "glass_blur",
     "impulse_noise",
+    "jpeg_compression",
     "motion_blur",
+    "pixelate",
+    "saturate",
     "shot_noise",
+    "snow",
     "speckle_noise",
     "to_device",
 ]
@@ -121,22 +135,29 @@ def impulse_noise(images, c, rng, device, draws=None):
 
 
 def _gauss_taps(sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """SciPy gaussian_filter1d weights (radius int(truncate*sigma + 0.5))."""
+    """SciPy gaussian_filter1d weights (radius int(truncate*sigma + 0.5)), computed with SciPy's
+    own expression (`_gaussian_kernel1d`), so they are the same floats."""
     radius = int(truncate * float(sigma) + 0.5)
-    xs = np.arange(-radius, radius + 1, dtype=np.float64)
-    w = np.exp(-0.5 / (sigma * sigma) * xs * xs)
+    xs = np.arange(-radius, radius + 1)
+    w = np.exp(-0.5 / (sigma * sigma) * xs**2)
     return torch.from_numpy(w / w.sum())
 
 
 def _filter_axis(
     x: torch.Tensor, taps: torch.Tensor, dim: int, mode: str
 ) -> torch.Tensor:
-    """1-D correlation along `dim` of (N, H, W, C) with 'nearest' (edge) or 'mirror' (reflect-101) borders."""
+    """1-D correlation along `dim` of (N, H, W, C) with 'nearest' (edge), 'reflect' (SciPy's
+    half-sample symmetric) or 'mirror' (reflect-101) borders."""
     r = (taps.numel() - 1) // 2
     n = x.shape[dim]
     idx = torch.arange(-r, n + r, device=x.device)
     if mode == "nearest":
         idx = idx.clamp(0, n - 1)
+    elif (
+        mode == "reflect"
+    ):  # SciPy 'reflect': half-sample symmetric (d c b a | a b c d | d c b a)
+        idx = torch.remainder(idx, 2 * n)
+        idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
     else:  # mirror: reflect-101
         period = max(2 * n - 2, 1)
         idx = idx.abs() % period
@@ -224,14 +245,23 @@ def glass_blur(images, sigma, d, iters, rng, device, draws=None):
 
 def motion_blur(images, radius, sigma, angles_deg, device):
     """ImageMagick motion blur (see imagemagick.py) with per-image angles, Q16 + PNG quantisation."""
+    x = to_device(images, device)
+    return _motion_blur_t(x, radius, sigma, angles_deg).cpu().numpy()
+
+
+def _motion_blur_t(x: torch.Tensor, radius, sigma, angles_deg) -> torch.Tensor:
+    """motion_blur on a uint8 tensor (N, H, W, C) already on the device; returns uint8."""
     from .imagemagick import motion_blur_kernel, motion_blur_offsets
 
-    n, h, w, c = images.shape
+    device = x.device
+    n, h, w, c = x.shape
     k = motion_blur_kernel(radius, sigma)
+    if torch.is_tensor(angles_deg):
+        angles_deg = angles_deg.cpu().numpy()
     dx, dy = motion_blur_offsets(
         np.asarray(angles_deg, dtype=np.float64).reshape(-1), k.size
     )
-    x = to_device(images, device).to(torch.float64) * 257.0
+    x = x.to(torch.float64) * 257.0
     dx_t = torch.from_numpy(dx).to(device)
     dy_t = torch.from_numpy(dy).to(device)
     ys = torch.arange(h, device=device)
@@ -249,11 +279,7 @@ def motion_blur(images, radius, sigma, angles_deg, device):
         acc += float(k[i]) * torch.gather(flat, 1, idx)
     q = torch.floor(acc + 0.5)
     return (
-        torch.div(q, 257.0, rounding_mode="floor")
-        .to(torch.uint8)
-        .reshape(n, h, w, c)
-        .cpu()
-        .numpy()
+        torch.div(q, 257.0, rounding_mode="floor").to(torch.uint8).reshape(n, h, w, c)
     )
 
 
@@ -265,3 +291,431 @@ def angles_from(rng, n, lo, hi, draws, device):
         g = generator_for(rng, device)
         u = torch.rand(n, generator=g, device=device, dtype=torch.float64).cpu().numpy()
     return lo + (hi - lo) * u
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers for the weather and digital corruptions
+
+
+def _finish_t(x: torch.Tensor) -> torch.Tensor:
+    """_finish without leaving the device: clip, times 255, uint8 truncation."""
+    return (x.clamp(0, 1) * 255).to(torch.uint8)
+
+
+def _uniform(draws, key, shape, g, device) -> torch.Tensor:
+    """Injected uniforms (float64) or fresh ones from the device generator."""
+    if draws is not None:
+        return torch.as_tensor(np.asarray(draws[key], dtype=np.float64)).to(device)
+    return torch.rand(shape, generator=g, device=device, dtype=torch.float64)
+
+
+def _maybe_gen(rng, draws, device):
+    return None if draws is not None else generator_for(rng, device)
+
+
+# ----------------------------------------------------------------------------------------------
+# digital
+
+
+def contrast(images, c, device):
+    """(x - m) * c + m, m the per-channel spatial mean (torch's reduction order)."""
+    x = _unit(images, device)
+    m = x.mean(dim=(1, 2), keepdim=True)
+    return _finish((x - m) * c + m)
+
+
+def _rgb_to_hsv(x: torch.Tensor):
+    """functions._rgb_to_hsv_planes in torch: the same float operations, elementwise."""
+    r, g, b = x.unbind(-1)
+    v = torch.maximum(torch.maximum(r, g), b)
+    delta = v - torch.minimum(torch.minimum(r, g), b)
+    flat = delta == 0
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    s = torch.where(flat, zero, delta / v)
+    is_b = b == v
+    is_g = g == v
+    num = torch.where(is_b, r - g, torch.where(is_g, b - r, g - b))
+    off = torch.where(
+        is_b,
+        torch.full((), 4.0, dtype=x.dtype, device=x.device),
+        torch.where(is_g, torch.full((), 2.0, dtype=x.dtype, device=x.device), zero),
+    )
+    h = (num / delta + off) / 6.0
+    h = torch.where(h < 0, h + 1.0, h)  # % 1.0 for h in [-1/6, 5/6]
+    h = torch.where(flat, zero, h)
+    return h, s, v
+
+
+# sector -> (R, G, B) as indices into (v, m, p); m = q in odd sectors, t in even ones
+_HSV_PICK3 = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (2, 1, 0), (1, 2, 0), (0, 2, 1))
+
+
+def _hsv_to_rgb_u8(h, s, v) -> torch.Tensor:
+    """functions._hsv_to_rgb_u8 in torch: finish v, m, p, then pick per pixel by hue sector."""
+    h6 = h * 6
+    hi = torch.floor(h6)
+    f = h6 - hi
+    p = v * (1 - s)
+    sector = hi.to(torch.int64)
+    sector = torch.where(sector >= 6, sector - 6, sector)
+    odd = (sector % 2) == 1
+    m = v * (1 - torch.where(odd, f, 1 - f) * s)
+    planes = torch.stack([_finish_t(v), _finish_t(m), _finish_t(p)], dim=-1)
+    pick = torch.tensor(_HSV_PICK3, device=h.device)[sector]
+    return torch.gather(planes, -1, pick)
+
+
+def brightness(images, c, device):
+    h, s, v = _rgb_to_hsv(_unit(images, device))
+    return _hsv_to_rgb_u8(h, s, (v + c).clamp(0, 1)).cpu().numpy()
+
+
+def saturate(images, scale, offset, device):
+    h, s, v = _rgb_to_hsv(_unit(images, device))
+    return _hsv_to_rgb_u8(h, (s * scale + offset).clamp(0, 1), v).cpu().numpy()
+
+
+def _pil_box_pass(x: torch.Tensor, mat: np.ndarray, dim: int) -> torch.Tensor:
+    """One Pillow BOX pass along `dim` of float64 (N, H, W, C) holding uint8 values: integer
+    fixed-point arithmetic done exactly in float64 (all sums are integers below 2**53)."""
+    from .functions import _PIL_PRECISION_BITS as bits
+
+    m = torch.from_numpy(mat.astype(np.float64)).to(x.device)
+    acc = torch.movedim(torch.movedim(x, dim, -1) @ m.T, -1, dim)
+    acc = torch.floor((acc + (1 << (bits - 1))) / (1 << bits))
+    return acc.clamp(0, 255)
+
+
+def pixelate(images, small, device):
+    """Pillow BOX resize to `small` and back (horizontal pass, then vertical, each rounded)."""
+    from .functions import pil_box_matrix
+
+    x = to_device(images, device).to(torch.float64)
+    size = x.shape[1]
+    for a, b in ((size, small), (small, size)):
+        if a != b:
+            mat = pil_box_matrix(a, b)
+            x = _pil_box_pass(_pil_box_pass(x, mat, 2), mat, 1)
+    return x.to(torch.uint8).cpu().numpy()
+
+
+def jpeg_compression(images, quality, device):
+    """JPEG round trip. On CUDA: torchvision's nvJPEG encoder and decoder, batched (not
+    byte-identical to libjpeg: different DCT and upsampling); on other devices the CPU codec of
+    functions.jpeg_compression (libjpeg-turbo, equal to Pillow)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+
+                x = to_device(images, dev).permute(0, 3, 1, 2).contiguous()
+                data = encode_jpeg(list(x), quality=int(quality))
+                out = decode_jpeg(
+                    [d.cpu() for d in data], mode=ImageReadMode.RGB, device=dev
+                )
+            return torch.stack(out).permute(0, 2, 3, 1).cpu().numpy()
+        except (ImportError, RuntimeError, TypeError):  # no nvJPEG: the CPU codec
+            pass
+    from .functions import _jpeg_cpu
+
+    return _jpeg_cpu(images, quality)
+
+
+# ----------------------------------------------------------------------------------------------
+# weather
+
+
+def frost(images, a, b, textures, rng, device, draws=None):
+    """clip(a * X + b * F, 0, 255), F a crop of one of the textures per image (gathered from a
+    zero-padded stack of the five textures kept on the device)."""
+    n, h, w, _ = images.shape
+    key = (tuple(t.shape for t in textures), id(textures[0]), str(torch.device(device)))
+    stack = _FROST_CACHE.get(key)
+    if stack is None:
+        hm = max(t.shape[0] for t in textures)
+        wm = max(t.shape[1] for t in textures)
+        pad = np.zeros((len(textures), hm, wm, 3), dtype=np.uint8)
+        for i, t in enumerate(textures):
+            pad[i, : t.shape[0], : t.shape[1]] = t
+        sizes = torch.tensor([t.shape[:2] for t in textures], device=device)
+        stack = (torch.from_numpy(pad).to(device), sizes)
+        _FROST_CACHE.clear()
+        _FROST_CACHE[key] = stack
+    tex, sizes = stack
+    if draws is not None:
+        index = torch.as_tensor(np.asarray(draws["index"])).to(device).long()
+        row = torch.as_tensor(np.asarray(draws["row"])).to(device).long()
+        col = torch.as_tensor(np.asarray(draws["col"])).to(device).long()
+    else:
+        g = generator_for(rng, device)
+        index = torch.randint(0, len(textures), (n,), generator=g, device=device)
+        # Quirk kept: offsets uniform in [0, size - crop), the last valid one excluded.
+        u = torch.rand((2, n), generator=g, device=device, dtype=torch.float64)
+        row = (u[0] * (sizes[index, 0] - h)).long()
+        col = (u[1] * (sizes[index, 1] - w)).long()
+    ar_h = torch.arange(h, device=device)
+    ar_w = torch.arange(w, device=device)
+    crops = tex[
+        index[:, None, None],
+        row[:, None, None] + ar_h[None, :, None],
+        col[:, None, None] + ar_w[None, None, :],
+    ]
+    x = to_device(images, device).to(torch.float64)
+    out = (a * x + b * crops.to(torch.float64)).clamp(0, 255)
+    return out.to(torch.uint8).cpu().numpy()
+
+
+_FROST_CACHE: dict = {}
+
+
+def plasma_fractal(n, mapsize, decay, uniforms, g, device) -> torch.Tensor:
+    """functions.plasma_fractal in torch (same draws in the same order, same float operations)."""
+    a = torch.zeros((n, mapsize, mapsize), dtype=torch.float64, device=device)
+    step = mapsize
+    wibble = 100.0
+    draw_i = 0
+
+    def wibbled_mean(sq):
+        nonlocal draw_i
+        if uniforms is not None:
+            u = torch.as_tensor(np.asarray(uniforms[draw_i], dtype=np.float64)).to(
+                device
+            )
+        else:
+            u = torch.rand(sq.shape, generator=g, device=device, dtype=torch.float64)
+        draw_i += 1
+        return sq / 4 + wibble * (-wibble + (wibble - -wibble) * u)
+
+    while step >= 2:
+        half = step // 2
+        corners = a[:, 0::step, 0::step]
+        sq = corners + torch.roll(corners, -1, dims=1)
+        sq = sq + torch.roll(sq, -1, dims=2)
+        a[:, half::step, half::step] = wibbled_mean(sq)
+        dr = a[:, half::step, half::step]
+        ul = a[:, 0::step, 0::step]
+        a[:, 0::step, half::step] = wibbled_mean(
+            dr + torch.roll(dr, 1, dims=1) + ul + torch.roll(ul, -1, dims=2)
+        )
+        dr = a[:, half::step, half::step]
+        ul = a[:, 0::step, 0::step]
+        a[:, half::step, 0::step] = wibbled_mean(
+            dr + torch.roll(dr, 1, dims=2) + ul + torch.roll(ul, -1, dims=1)
+        )
+        step //= 2
+        wibble /= decay
+    a = a - a.amin(dim=(1, 2), keepdim=True)
+    return a / a.amax(dim=(1, 2), keepdim=True)
+
+
+def fog(images, c0, decay, mapsize, rng, device, draws=None):
+    n, h, w, _ = images.shape
+    uniforms = draws["uniforms"] if draws is not None else None
+    g = None if uniforms is not None else generator_for(rng, device)
+    fmap = plasma_fractal(n, mapsize, decay, uniforms, g, device)
+    x = _unit(images, device)
+    m = x.amax(dim=(1, 2, 3), keepdim=True)  # before the fog is added (quirk)
+    x = x + c0 * fmap[:, :h, :w, None]
+    return _finish(x * m / (m + c0))
+
+
+def snow(images, params, rng, device, draws=None):
+    """Snow (functions.snow) in torch: the layer's clipped zoom as two float64 matrix products,
+    the ImageMagick motion blur of the uint8 layer, the float32 blend of the reference."""
+    from .functions import clipped_zoom_matrix
+
+    loc, scale, zoom, thresh, radius, sigma, blend = params
+    n, h, w, _ = images.shape
+    g = _maybe_gen(rng, draws, device)
+    if draws is not None:
+        z = torch.as_tensor(np.asarray(draws["z"], dtype=np.float64)).to(device)
+    else:
+        z = torch.randn((n, h, w), generator=g, device=device, dtype=torch.float64)
+    u = _uniform(draws, "u_angle", (n,), g, device)
+    layer = loc + scale * z
+    b = torch.from_numpy(clipped_zoom_matrix(h, zoom)).to(device)
+    layer = b @ layer @ b.T
+    layer = torch.where(layer < thresh, torch.zeros_like(layer), layer)
+    layer8 = (layer.clamp(0, 1) * 255).to(torch.uint8)
+    angle = -135.0 + 90.0 * u
+    blurred = _motion_blur_t(layer8[..., None], radius, sigma, angle)[..., 0]
+    blurred = blurred.to(torch.float64) / 255.0
+    rotated = torch.flip(blurred, dims=(1, 2))
+    x = to_device(images, device).to(torch.float32) / torch.tensor(
+        255.0, dtype=torch.float32
+    )
+    f32 = {"dtype": torch.float32, "device": device}
+    r, gg, bb = x.unbind(-1)
+    gray = (
+        r * torch.tensor(0.299, **f32)
+        + gg * torch.tensor(0.587, **f32)
+        + bb * torch.tensor(0.114, **f32)
+    )
+    lift = gray * torch.tensor(1.5, **f32) + torch.tensor(0.5, **f32)
+    wb = torch.tensor(blend, **f32)
+    wl = torch.tensor(1 - blend, **f32)
+    out = [
+        _finish_t(wb * ch + wl * torch.maximum(ch, lift) + blurred + rotated)
+        for ch in (r, gg, bb)
+    ]
+    return torch.stack(out, dim=-1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# elastic transform
+
+
+def _reflect101_t(idx: torch.Tensor, n: int) -> torch.Tensor:
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * n - 2
+    folded = idx.abs() % period
+    return torch.where(folded >= n, period - folded, folded)
+
+
+def _bilinear_reflect101_t(img, sx, sy, fx, fy) -> torch.Tensor:
+    """functions._bilinear_reflect101 in torch (float32 weights, the same sum order)."""
+    n, h, w, ch = img.shape
+    x0, x1 = _reflect101_t(sx, w), _reflect101_t(sx + 1, w)
+    y0, y1 = _reflect101_t(sy, h), _reflect101_t(sy + 1, h)
+    base = (torch.arange(n, device=img.device) * (h * w))[:, None, None]
+    flat = img.reshape(n * h * w, ch)
+
+    def tap(yi, xi):
+        return flat[(base + yi * w + xi).reshape(-1)]
+
+    one = torch.ones((), dtype=torch.float32, device=img.device)
+    gx, gy = one - fx, one - fy
+    out = tap(y0, x0) * (gy * gx).reshape(-1, 1)
+    out = out + tap(y0, x1) * (gy * fx).reshape(-1, 1)
+    out = out + tap(y1, x0) * (fy * gx).reshape(-1, 1)
+    out = out + tap(y1, x1) * (fy * fx).reshape(-1, 1)
+    return out.reshape(n, h, w, ch)
+
+
+def warp_affine_cv(
+    img: torch.Tensor, m: torch.Tensor, coords: str = "fixed"
+) -> torch.Tensor:
+    """functions.warp_affine_cv in torch: float32 images (N, H, W, C), forward matrices (N, 2, 3)
+    float64; the classic fixed-point (1/32 pixel) coordinates or the unquantised ones."""
+    _, h, w, _ = img.shape
+    dev = img.device
+    m = m.to(torch.float64)
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    det = torch.where(
+        det != 0, 1.0 / torch.where(det != 0, det, torch.ones_like(det)), 0.0
+    )
+    i00 = m[:, 1, 1] * det
+    i11 = m[:, 0, 0] * det
+    i01 = -m[:, 0, 1] * det
+    i10 = -m[:, 1, 0] * det
+    i02 = -i00 * m[:, 0, 2] - i01 * m[:, 1, 2]
+    i12 = -i10 * m[:, 0, 2] - i11 * m[:, 1, 2]
+    xs = torch.arange(w, dtype=torch.float64, device=dev)[None, None, :]
+    ys = torch.arange(h, dtype=torch.float64, device=dev)[None, :, None]
+
+    def col(t):
+        return t[:, None, None]
+
+    if coords == "fixed":
+        scale, rdelta = 1024, 16
+        adelta = torch.round(col(i00) * xs * scale).long()
+        bdelta = torch.round(col(i10) * xs * scale).long()
+        x0 = torch.round((col(i01) * ys + col(i02)) * scale).long() + rdelta
+        y0 = torch.round((col(i11) * ys + col(i12)) * scale).long() + rdelta
+        xq = (x0 + adelta) >> 5
+        yq = (y0 + bdelta) >> 5
+        thirty_two = torch.tensor(32.0, dtype=torch.float32, device=dev)
+        sx, fx = xq >> 5, (xq & 31).to(torch.float32) / thirty_two
+        sy, fy = yq >> 5, (yq & 31).to(torch.float32) / thirty_two
+    elif coords == "float":
+        xf = col(i00) * xs + col(i01) * ys + col(i02)
+        yf = col(i10) * xs + col(i11) * ys + col(i12)
+        sx, sy = torch.floor(xf).long(), torch.floor(yf).long()
+        fx, fy = (xf - sx).to(torch.float32), (yf - sy).to(torch.float32)
+    else:
+        raise ValueError(f"coords must be 'fixed' or 'float', got {coords!r}")
+    return _bilinear_reflect101_t(img, sx, sy, fx, fy)
+
+
+def _scipy_reflect_coord_t(c: torch.Tensor, n: int) -> torch.Tensor:
+    period = 2 * n
+    folded = torch.fmod(c + 0.5, period)
+    folded = torch.where(folded < 0, folded + period, folded) - 0.5
+    folded = torch.where(folded > n - 0.5, period - 1 - folded, folded)
+    return torch.where((c < -0.5) | (c > n - 0.5), folded, c)
+
+
+def map_coordinates_reflect(img: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+    """functions.map_coordinates_reflect in torch (float64 weights, float32 taps)."""
+    n, h, w, ch = img.shape
+    r = _scipy_reflect_coord_t(rows, h)
+    c = _scipy_reflect_coord_t(cols, w)
+    r0f, c0f = torch.floor(r), torch.floor(c)
+    tr = (r - r0f).reshape(-1, 1)
+    tc = (c - c0f).reshape(-1, 1)
+    ur, uc = 1 - tr, 1 - tc
+    r0, c0 = r0f.long(), c0f.long()
+    r1 = torch.clamp(r0 + 1, max=h - 1)
+    c1 = torch.clamp(c0 + 1, max=w - 1)
+    r0 = torch.clamp(r0, min=0)
+    c0 = torch.clamp(c0, min=0)
+    base = (torch.arange(n, device=img.device) * (h * w))[:, None, None]
+    flat = img.reshape(n * h * w, ch)
+
+    def tap(ri, ci):
+        return flat[(base + ri * w + ci).reshape(-1)]
+
+    out = ur * (uc * tap(r0, c0) + tc * tap(r0, c1)) + tr * (
+        uc * tap(r1, c0) + tc * tap(r1, c1)
+    )
+    return out.to(img.dtype).reshape(n, h, w, ch)
+
+
+def _gauss_reflect_2d(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """SciPy gaussian_filter(x, (0, sigma, sigma), mode='reflect', truncate=3) of (N, H, W)."""
+    if sigma <= 1e-15:  # SciPy skips such axes
+        return x
+    taps = _gauss_taps(sigma, truncate=3.0)
+    y = _filter_axis(x[..., None], taps, 1, "reflect")
+    return _filter_axis(y, taps, 2, "reflect")[..., 0]
+
+
+def elastic_transform(
+    images, alpha, sigma, amax, rng, device, draws=None, warp="fixed"
+):
+    """functions.elastic_transform in torch: OpenCV's affine warp (fixed-point coordinates),
+    SciPy-ordered Gaussian smoothing of the displacement draws, bilinear resampling."""
+    from .functions import cv_affine_from_points
+
+    n, h, w, _ = images.shape
+    g = _maybe_gen(rng, draws, device)
+    u_aff = _uniform(draws, "u_affine", (n, 3, 2), g, device)
+    x = to_device(images, device).to(torch.float32) / torch.tensor(
+        255.0, dtype=torch.float32, device=device
+    )
+    center = np.float32([h, w]) // 2
+    square = min(h, w) // 3
+    pts1 = np.float32(
+        [center + square, [center[0] + square, center[1] - square], center - square]
+    )
+    pts1_t = torch.from_numpy(pts1).to(device)
+    pts2 = pts1_t + (-amax + 2 * amax * u_aff).to(torch.float32)
+    # the 6x6 solve per image is tiny: NumPy on the host, as the reference's getAffineTransform
+    m = cv_affine_from_points(np.broadcast_to(pts1, (n, 3, 2)), pts2.cpu().numpy())
+    x = warp_affine_cv(x, torch.from_numpy(m).to(device), warp)
+    if (
+        alpha == 0
+    ):  # zero displacement: the resampling is the identity (see functions.py)
+        return _finish(x)
+    u_dx = _uniform(draws, "u_dx", (n, h, w), g, device)
+    u_dy = _uniform(draws, "u_dy", (n, h, w), g, device)
+    dx = (_gauss_reflect_2d(-1 + 2 * u_dx, sigma) * alpha).to(torch.float32)
+    dy = (_gauss_reflect_2d(-1 + 2 * u_dy, sigma) * alpha).to(torch.float32)
+    rows = torch.arange(h, device=device)[None, :, None] + dy.to(torch.float64)
+    cols = torch.arange(w, device=device)[None, None, :] + dx.to(torch.float64)
+    return _finish(map_coordinates_reflect(x, rows, cols))
