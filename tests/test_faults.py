@@ -370,6 +370,9 @@ BAD_PARAMS = [
     ("unknown-arch", _set("grid.archs", ["vgg16"]), "grid.archs[0]: unknown architecture 'vgg16'"),
     ("unknown-method", _set("grid.methods", ["augmax"]), "grid.methods[0]: unknown method 'augmax'"),
     ("unknown-corruption", _set("corruptions.names", ["gaussian_nois"]), "corruptions.names[0]: unknown corruption 'gaussian_nois'"),
+    ("imagenet-without-folder", _set("imagenet.datasets", ["imagenet"]), "data.imagenet_dir: required"),
+    ("imagenet-in-cifar-grid", _set("grid.datasets", ["digits", "imagenet"]),
+     "grid.datasets[1]: imagenet jobs are listed in imagenet.datasets"),
     ("not-yaml", "grid: [unclosed\n", "not valid YAML"),
     ("missing-file", None, "params.yaml not found"),
 ]
