@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from augmix import io
-from augmix.config import NUM_CLASSES, Params, to_dict
+from augmix.config import FOLDER_DATASETS, NUM_CLASSES, Params, to_dict
 from augmix.progress import progress
 
 # Sections of params.yaml the train stage reads (dvc.yaml and the Snakefile list the same).
@@ -31,8 +31,6 @@ IMAGENET_TRAIN_SECTIONS = ["seed", "data", "augmix", "methods", "train", "imagen
 
 
 def train_sections(dataset: str) -> list[str]:
-    from augmix.config import FOLDER_DATASETS
-
     return IMAGENET_TRAIN_SECTIONS if dataset in FOLDER_DATASETS else TRAIN_SECTIONS
 
 
@@ -70,8 +68,6 @@ SCHEDULES = {  # lr multiplier at a (0-based) optimiser step; stepped every iter
 
 
 def recipe_for(params: Params, dataset: str, arch: str) -> Recipe:
-    from augmix.config import FOLDER_DATASETS
-
     if dataset in FOLDER_DATASETS:
         p = params.imagenet
         return Recipe(p.epochs, p.batch_size, p.lr * p.batch_size / 256, p.lr_min * p.batch_size / 256,
@@ -212,9 +208,7 @@ class FolderSource:
         return float((logits.argmax(1) != labels).float().mean())
 
 
-def _source(params: Params, dataset: str):
-    from augmix.config import FOLDER_DATASETS
-
+def _source(dataset: str) -> type[TensorSource | FolderSource]:
     return FolderSource if dataset in FOLDER_DATASETS else TensorSource
 
 
@@ -239,7 +233,6 @@ def train(
     `checkpoint` is written after every epoch and resumed from when its fingerprint (cell and the
     params sections it reads) matches. `stop_after_epoch` ends the run early, as a kill would (tests).
     """
-    from augmix.config import FOLDER_DATASETS
     from augmix.models import build_model
     from augmix.training_methods import all_methods, method_hparams
 
@@ -257,7 +250,7 @@ def train(
     hp = method_hparams(params, method, device)
     if dataset in FOLDER_DATASETS and "severity" in hp:
         hp["severity"] = params.imagenet.augmix_severity  # REF imagenet.py: AugMix severity 1
-    data = _source(params, dataset)(params, dataset, raw_dir, device, method, hp)
+    data = _source(dataset)(params, dataset, raw_dir, device, method, hp)
 
     torch.manual_seed(params.seed)  # initial weights (REF seeds torch with 1)
     model = build_model(arch, data.num_classes).to(device)
