@@ -77,9 +77,7 @@ def evaluate_model(
                 lg = predict_logits(model, _to_tensor(images[block], device), bs, autocast=autocast)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
                              **_scores(lg, labels_all[block].astype(np.int64), params)})
-    frame = pd.DataFrame(rows)
-    for k, v in reversed(list(identity.items())):
-        frame.insert(0, k, v)
+    frame = _tidy(rows, identity)
 
     p_frame = None
     if p_dir is not None and params.corruptions.perturbations:
@@ -93,6 +91,11 @@ def evaluate_model(
         p_frame = pd.DataFrame(p_rows)
 
     return frame, p_frame, _summary(frame, p_frame, params, extras)
+
+
+def _tidy(rows: list[dict[str, Any]], identity: dict[str, str]) -> pd.DataFrame:
+    """One row per (benchmark, corruption, severity), led by the run identity columns."""
+    return pd.DataFrame([{**identity, **row} for row in rows])
 
 
 def _p_row(identity: dict[str, str], name: str, logits: np.ndarray) -> dict[str, Any]:
@@ -176,9 +179,7 @@ def evaluate_folder_model(
                 lg, lb = imagenet.folder_logits(model, imagenet.EvalFolder(cell, 0, p.image_size), **kw)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
                              **_scores(lg, lb.cpu().numpy(), params)})
-    frame = pd.DataFrame(rows)
-    for k, v in reversed(list(identity.items())):
-        frame.insert(0, k, v)
+    frame = _tidy(rows, identity)
     p_frame = None
     if p_dir is not None and params.corruptions.perturbations:
         from augmix.corruptions import read_video
