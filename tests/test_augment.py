@@ -323,3 +323,20 @@ def test_cuda_matches_cpu():
     assert torch.equal(
         base_transform_batch(x, keys(64)), base_transform_batch(x.cuda(), keys(64).to("cuda")).cpu()
     )
+
+
+@pytest.mark.parametrize("jsd", [True, False])
+def test_make_views_into_a_given_buffer_equals_a_fresh_one(jsd):
+    from augmix.augment import make_views
+    from augmix.rng import SampleKeys
+
+    x = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    keys = SampleKeys.arange(4, 1, 12)
+    fresh = make_views(x, keys, jsd=jsd)
+    epoch = torch.full((3 if jsd else 1, 20, 3, 32, 32), -1.0)  # an epoch buffer; fill rows 5..16
+    got = make_views(x, keys, jsd=jsd, out=epoch[:, 5:17])
+    assert got.data_ptr() == epoch[:, 5:17].data_ptr()
+    assert torch.equal(epoch[:, 5:17].reshape(-1, 3, 32, 32), fresh)
+    assert (epoch[:, :5] == -1).all() and (epoch[:, 17:] == -1).all()
+    with pytest.raises(ValueError, match="out must be float32"):
+        make_views(x, keys, jsd=jsd, out=torch.empty(2, 12, 3, 32, 32, dtype=torch.float64))

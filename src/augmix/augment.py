@@ -400,19 +400,27 @@ def make_views(
     depth: int = -1,
     alpha: float = 1.0,
     all_ops: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Training views of an already flipped and cropped uint8 batch (B, 3, H, W).
 
     jsd=True: float32 (3B, 3, H, W) = [clean; aug1; aug2], all from the same flip and crop
     (REF AugMixDataset). jsd=False: float32 (B, 3, H, W) = [aug] (REF --no-jsd).
     backend "tensor" is batched (any device); "pil" loops over images with the PIL ops.
+    out: an existing float32 (V, B, 3, H, W) tensor (V = 3 or 1), e.g. a slice of an epoch's
+    views, filled in place and returned as given: no fresh buffer, no copy.
     """
     x = _as_uint8(x)
     if backend not in ("tensor", "pil"):
         raise KeyError(f"unknown AugMix backend {backend!r}; choose from ['pil', 'tensor']")
     kw = {"severity": severity, "width": width, "depth": depth, "alpha": alpha, "all_ops": all_ops}
     views = (0, 1) if jsd else (0,)
-    out = torch.empty(len(views) + int(jsd), *x.shape, dtype=torch.float32, device=x.device)
+    shape = (len(views) + int(jsd), *x.shape)
+    given = out is not None
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=x.device)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32:
+        raise ValueError(f"out must be float32 {shape}, got {out.dtype} {tuple(out.shape)}")
     if jsd:
         torch.div(x, 255.0, out=out[0])  # the clean view (one pass)
     augs = out[int(jsd) :]  # (V, B, 3, H, W)
@@ -420,4 +428,4 @@ def make_views(
         _augmix_views(x, keys, views, **kw, out=augs)
     else:
         augs.copy_(_make_views_pil(x, keys, jsd, **kw))
-    return out.reshape(-1, *x.shape[1:])
+    return out if given else out.reshape(-1, *x.shape[1:])

@@ -73,12 +73,13 @@ class EpochViews:
         batched = method in AUGMIX_METHODS and hp.get("backend") == "tensor"
         self.views = torch.empty(n_views, *x.shape, device=x.device) if batched else None
         for start in range(0, n, chunk):
-            idx = torch.arange(start, min(start + chunk, n), device=x.device)
+            stop = min(start + chunk, n)
+            idx = torch.arange(start, stop, device=x.device)
             keys = SampleKeys(seed, epoch, idx)
             self.base[idx] = base_transform_batch(x[idx], keys)
-            if self.views is not None:
-                v = make_views(self.base[idx], keys, jsd=JSD[method], backend="tensor", **_augmix_kwargs(hp))
-                self.views[:, idx] = v.view(self.views.shape[0], len(idx), *x.shape[1:])
+            if self.views is not None:  # written straight into the epoch's buffer
+                make_views(self.base[idx], keys, jsd=JSD[method], backend="tensor", **_augmix_kwargs(hp),
+                           out=self.views[:, start:stop])
 
     def batch_views(self, idx: torch.Tensor) -> torch.Tensor | None:
         if self.views is None:
