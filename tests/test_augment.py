@@ -340,3 +340,148 @@ def test_make_views_into_a_given_buffer_equals_a_fresh_one(jsd):
     assert (epoch[:, :5] == -1).all() and (epoch[:, 17:] == -1).all()
     with pytest.raises(ValueError, match="out must be float32"):
         make_views(x, keys, jsd=jsd, out=torch.empty(2, 12, 3, 32, 32, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- affine fill
+# REF-#3 (the released ImageNet weights, augmix.md §6): shear and translate fill 128; rotate 0.
+
+AFFINE = ("shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def test_fill_leaves_non_affine_ops_and_rotate_alone():
+    """Without shear/translate in the op list the fill changes nothing, on both paths."""
+    x = smooth_batch(16)
+    k = keys(16)
+    names = ("rotate", "autocontrast", "equalize", "posterize", "solarize")
+    base = augmix_batch(x, k, severity=10, ops=names)
+    assert torch.equal(augmix_batch(x, k, severity=10, ops=names, affine_fill=128), base)
+    table = {n: ops.OPS[n] for n in names}
+    img = Image.fromarray(x[0].permute(1, 2, 0).numpy())
+    a = augment_and_mix_pil(img, np.random.default_rng(1), severity=10, ops=table, image_size=SIZE)
+    b = augment_and_mix_pil(img, np.random.default_rng(1), severity=10, ops=table, image_size=SIZE,
+                            affine_fill=128)  # fmt: skip
+    assert torch.equal(a, b)
+
+
+def test_fill_changes_exactly_the_uncovered_pixels():
+    """Depth-1 chains of one affine op on a constant image: the chain pixels are the image's
+    value (covered) or the fill (uncovered), and fill 128 differs from fill 0 only there."""
+    x = torch.full((64, 3, SIZE, SIZE), 200, dtype=torch.uint8)
+    k = keys(64)
+    d = sample_draws(k, (0,), severity=10, width=3, depth=1, alpha=1.0, n_ops=len(AFFINE))
+    black = _run_chains(x.repeat_interleave(3, 0).clone(), d, AFFINE)
+    grey = _run_chains(x.repeat_interleave(3, 0).clone(), d, AFFINE, affine_fill=128)
+    uncovered = black == 0
+    assert uncovered.float().mean() > 0.02  # severity 10 uncovers a good part
+    assert set(black.unique().tolist()) == {0, 200}
+    assert torch.equal(grey, torch.where(uncovered, 128, black).to(torch.uint8))
+    # mixed: the difference is m * w_i * 128 / 255 on a chain's uncovered area, else 0
+    for name in AFFINE:
+        a = augmix_batch(x, k, severity=10, width=1, depth=1, ops=(name,))
+        b = augmix_batch(x, k, severity=10, width=1, depth=1, ops=(name,), affine_fill=128)
+        m = sample_draws(k, (0,), severity=10, width=1, depth=1, alpha=1.0, n_ops=1).skip[:, 0]
+        diff = b - a
+        hole = diff.abs() > 1e-6
+        assert hole.any(), name
+        expect = (m[:, None, None, None] * 128 / 255).expand_as(diff)
+        torch.testing.assert_close(diff[hole], expect[hole], atol=1e-5, rtol=0)
+        # and the uncovered area of the clean-at-200 image is ~128 in the chain: mean of
+        # out = (1 - m) 200/255 + m * 128/255 there
+        ref = ((1 - m[:, None, None, None]) * 200 + m[:, None, None, None] * 128) / 255
+        torch.testing.assert_close(b[hole], ref.expand_as(b)[hole], atol=1e-5, rtol=0)
+
+
+def test_shared_warp_group_fills_shears_but_not_rotate():
+    """The CUDA route warps rotate and the shears in one grid_sample: per row, the shears get
+    the fill and rotate keeps 0 (run here on the CPU)."""
+    from augmix.augment import _apply_group
+
+    names = ("rotate", "shear_x", "shear_y")
+    x = smooth_batch(12)
+    op = torch.arange(12) % 3
+    value = torch.tensor([20.0, 0.3, -0.3] * 4, dtype=torch.float64)
+    out = _apply_group(x, names, (0, 1, 2), op, value, affine_fill=128)
+    black = _apply_group(x, names, (0, 1, 2), op, value)
+    for i in range(12):
+        name = names[int(op[i])]
+        expect = ops.t_affine(x[i : i + 1], ops.affine_matrices(name, value[i : i + 1], SIZE),
+                              0 if name == "rotate" else 128)  # fmt: skip
+        assert torch.equal(out[i : i + 1], expect), name
+        uncovered = (black[i] == 0).all(0)
+        assert uncovered.any()
+        assert (out[i][:, uncovered] == (0 if name == "rotate" else 128)).all(), name
+
+
+def test_pil_path_with_fill_matches_restated_reference():
+    """augment_and_mix_pil(affine_fill=128): REF `aug` with REF-#3's grey for the four ops."""
+    x = smooth_batch(6)
+    for i in range(6):
+        img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
+        ours = augment_and_mix_pil(img, np.random.default_rng(i), severity=10, image_size=SIZE,
+                                   affine_fill=128)  # fmt: skip
+        g = np.random.default_rng(i)
+        ws = np.float32(g.dirichlet([1.0] * 3))
+        m = np.float32(g.beta(1.0, 1.0))
+        mix = torch.zeros(3, SIZE, SIZE)
+        names = list(ops.OPS)
+        for w in ws:
+            im = img.copy()
+            for _ in range(g.integers(1, 4)):
+                name = names[g.integers(len(names))]
+                kw = {"fill": 128} if name in AFFINE else {}
+                im = ops.OPS[name](im, 10, g, SIZE, **kw)
+            mix += float(w) * torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255
+        ref = (1 - float(m)) * x[i].float() / 255 + float(m) * mix
+        torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+
+
+def test_make_views_fill_on_both_backends():
+    x = smooth_batch(8)
+    k = keys(8)
+    for backend in ("tensor", "pil"):
+        black = make_views(x, k, jsd=True, backend=backend, severity=10)
+        assert torch.equal(make_views(x, k, jsd=True, backend=backend, severity=10, affine_fill=0), black)
+        grey = make_views(x, k, jsd=True, backend=backend, severity=10, affine_fill=128)
+        assert torch.equal(grey[:8], black[:8])  # the clean view
+        assert not torch.equal(grey[8:], black[8:]), backend
+    # the PIL backend hands the fill to augment_and_mix_pil with each sample's generator
+    arr = x.permute(0, 2, 3, 1).numpy()
+    pil = make_views(x, k, jsd=False, backend="pil", severity=10, affine_fill=128)
+    for b in range(8):
+        g = R.numpy_generator(0, 0, b, "augmix/pil")
+        one = augment_and_mix_pil(Image.fromarray(arr[b]), g, severity=10, image_size=SIZE,
+                                  affine_fill=128)  # fmt: skip
+        assert torch.equal(pil[b], one)
+    with pytest.raises(ValueError, match="affine_fill"):
+        make_views(x, k, jsd=True, affine_fill=256)
+    with pytest.raises(ValueError, match="affine_fill"):
+        augmix_batch(x, k, affine_fill=-1)
+    with pytest.raises(ValueError, match="affine_fill"):
+        augment_and_mix_pil(Image.fromarray(arr[0]), np.random.default_rng(0), image_size=SIZE,
+                            affine_fill=1.5)  # fmt: skip
+
+
+def test_batched_and_pil_paths_same_distribution_with_fill():
+    """As test_batched_and_pil_paths_same_distribution, with REF-#3's fill 128 on both paths."""
+    n = 200
+    x = smooth_batch(n, seed=8)
+    k = keys(n, seed=12)
+    clean = (x.float() / 255).repeat(2, 1, 1, 1)
+    tensor = make_views(x, k, jsd=True, affine_fill=128)[n:]
+    pil = make_views(x, k, jsd=True, backend="pil", affine_fill=128)[n:]
+    a, b = _summaries(tensor, clean), _summaries(pil, clean)
+    for name in a:
+        assert stats.ks_2samp(a[name], b[name]).pvalue > 1e-3, name
+    # power: the black fill has more dark pixels than the grey one
+    c = _summaries(make_views(x, k, jsd=True)[n:], clean)
+    assert c["dark_fraction"].mean() > a["dark_fraction"].mean()
+
+
+def test_training_hp_passes_the_fill():
+    from augmix.training_methods import _augmix_kwargs
+
+    hp = {"severity": 3, "width": 3, "depth": -1, "alpha": 1.0, "all_ops": False, "jsd_weight": 12.0,
+          "backend": "tensor"}
+    assert _augmix_kwargs(hp) == {"severity": 3, "width": 3, "depth": -1, "alpha": 1.0, "all_ops": False,
+                                  "affine_fill": 0}  # CIFAR: no key, the reference's black
+    assert _augmix_kwargs({**hp, "affine_fill": 128})["affine_fill"] == 128  # ImageNet (REF-#3)

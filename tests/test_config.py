@@ -27,6 +27,8 @@ def test_committed_params_load_and_carry_the_paper_recipes():
     assert (p.augmix.severity, p.augmix.width, p.augmix.depth, p.augmix.alpha, p.augmix.jsd_weight) == (3, 3, -1, 1.0, 12.0)
     assert (p.optim.lr, p.optim.lr_min, p.optim.batch_size, p.optim.nesterov) == (0.1, 1e-6, 128, True)
     assert len(p.corruptions.names) == 15
+    # ImageNet AugMix as imagenet.py is committed: severity 1, black fill (REF-#3 used 128)
+    assert (p.imagenet.augmix_severity, p.imagenet.augmix_fill) == (1, 0)
 
 
 @pytest.mark.parametrize("path", [REPO / "workflow/params/demo.yaml", SMOKE_PARAMS])
@@ -71,6 +73,11 @@ BAD = [
     ("unknown imagenet method", lambda r: r["imagenet"].update(methods=["augmix", "rand"]), "imagenet.methods[1]"),
     ("bad imagenet schedule", lambda r: r["imagenet"].update(schedule="linear"), "imagenet.schedule"),
     ("crop larger than resize", lambda r: r["imagenet"].update(image_size=300), "imagenet.image_size"),
+    ("imagenet fill above 255", lambda r: r["imagenet"].update(augmix_fill=256), "imagenet.augmix_fill"),
+    ("imagenet fill below 0", lambda r: r["imagenet"].update(augmix_fill=-1), "imagenet.augmix_fill"),
+    ("imagenet fill not an int", lambda r: r["imagenet"].update(augmix_fill=128.0), "imagenet.augmix_fill"),
+    ("imagenet fill is a bool", lambda r: r["imagenet"].update(augmix_fill=True), "imagenet.augmix_fill"),
+    ("imagenet fill missing", lambda r: r["imagenet"].pop("augmix_fill"), "imagenet.augmix_fill"),
 ]
 
 

@@ -176,6 +176,18 @@ def test_imagenet_recipe_scales_lr_and_steps_down_at_thirds(folder):
     assert cifar.nesterov and cifar.factor(0, 10) == 1.0 and cifar.schedule == "cosine"
 
 
+def test_imagenet_augmix_takes_its_severity_and_fill_from_the_imagenet_section(folder):
+    from augmix.train import train_hparams
+    from augmix.training_methods import _augmix_kwargs
+
+    params = _params(folder, **{"imagenet.augmix_severity": 2, "imagenet.augmix_fill": 128})
+    hp = train_hparams(params, "imagenet", "augmix", torch.device("cpu"))
+    assert _augmix_kwargs(hp)["severity"] == 2 and _augmix_kwargs(hp)["affine_fill"] == 128
+    cifar = train_hparams(params, "digits", "augmix", torch.device("cpu"))  # the CIFAR recipe: black fill
+    assert _augmix_kwargs(cifar)["severity"] == params.augmix.severity and _augmix_kwargs(cifar)["affine_fill"] == 0
+    assert "affine_fill" not in train_hparams(params, "imagenet", "standard", torch.device("cpu"))
+
+
 # ----------------------------------------------------------------------------- the stages
 
 

@@ -315,3 +315,149 @@ def test_affine_warp_agrees_with_integer_translation_path():
     for name in SHIFTS:
         warped = ops.t_affine(x, ops.affine_matrices(name, v, SIZE))
         assert torch.equal(warped, ops.TENSOR_OPS[name](x, v)), name
+
+
+# --------------------------------------------------------------------------- affine fill
+# The code that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6) fills the area
+# shear_x/y and translate_x/y uncover with grey 128 instead of black; rotate keeps 0.
+
+FILL = 128
+FILLED = ["shear_x", "shear_y", "translate_x", "translate_y"]
+
+
+def _pil_fillcolor(name, img: Image.Image, v, fill) -> np.ndarray:
+    """Pillow itself, restated: Image.transform(..., fillcolor=(fill,) * 3)."""
+    data = {"shear_x": (1, v, 0, 0, 1, 0), "shear_y": (1, 0, 0, v, 1, 0),
+            "translate_x": (1, 0, v, 0, 1, 0), "translate_y": (1, 0, 0, 0, 1, v)}[name]  # fmt: skip
+    size = img.size[0]
+    return np.asarray(img.transform((size, size), Image.Transform.AFFINE, data,
+                                    resample=Image.Resampling.BILINEAR, fillcolor=(fill,) * 3))  # fmt: skip
+
+
+def test_affine_fill_ops_are_the_four_shears_and_translations():
+    assert ops.AFFINE_FILL_OPS == tuple(FILLED)
+    for bad in (-1, 256, 1.5, 128.0, True, "128", None):
+        with pytest.raises(ValueError, match="0..255"):
+            ops.check_fill(bad)
+    assert ops.check_fill(np.uint8(128)) == 128 and ops.check_fill(0) == 0
+
+
+@pytest.mark.parametrize("name", FILLED)
+def test_pil_fill_equals_pillow_fillcolor(name):
+    """PIL path with fill 128 is Pillow's `fillcolor=(128, 128, 128)`, and Pillow gives an
+    uncovered pixel the fill whole: fill 128 and fill 0 differ exactly there, by 128."""
+    imgs = smooth_images(6, seed=3)
+    values = [-10, -4, -1, 1, 3, 10] if name in SHIFTS else [-0.3, -0.11, -0.04, 0.03, 0.17, 0.3]
+    for arr, v in zip(imgs, values):
+        img = Image.fromarray(arr)
+        grey = np.asarray(ops.PIL_APPLY[name](img, v, SIZE, FILL))
+        np.testing.assert_array_equal(grey, _pil_fillcolor(name, img, v, FILL))
+        black = np.asarray(ops.PIL_APPLY[name](img, v, SIZE))
+        np.testing.assert_array_equal(black, _pil_fillcolor(name, img, v, 0))
+        changed = (grey != black).any(-1)
+        assert changed.any()
+        assert (grey[changed] == FILL).all() and (black[changed] == 0).all()
+
+
+@pytest.mark.parametrize("name", FILLED)
+def test_pil_op_with_fill_matches_restated_reference(name):
+    """OPS[name](..., fill=128) equals the reference restatement with fillcolor, draw by draw."""
+    imgs = smooth_images(6, seed=4)
+    for seed in range(12):
+        img = Image.fromarray(imgs[seed % len(imgs)])
+        g_ours, g_ref = np.random.default_rng(seed), np.random.default_rng(seed)
+        ours = np.asarray(ops.OPS[name](img, 10, g_ours, SIZE, fill=FILL))
+        level = g_ref.uniform(low=0.1, high=10)
+        if name in SHIFTS:
+            v = int(level * (SIZE / 3) / 10)
+            v = -v if g_ref.random() > 0.5 else v
+        else:
+            v = float(level) * 0.3 / 10.0
+            v = -v if g_ref.uniform() > 0.5 else v
+        np.testing.assert_array_equal(ours, _pil_fillcolor(name, img, v, FILL))
+        assert g_ours.uniform() == g_ref.uniform()
+
+
+def test_rotate_takes_no_fill():
+    """REF-#3's rotate fill is unknown, so rotate has no fill argument: it stays black."""
+    img = Image.fromarray(smooth_images(1)[0])
+    with pytest.raises(TypeError):
+        ops.OPS["rotate"](img, 3, np.random.default_rng(0), SIZE, fill=FILL)
+    with pytest.raises(TypeError):
+        ops.TENSOR_OPS["rotate"](to_batch(smooth_images(1)), torch.tensor([10.0]), fill=FILL)
+
+
+def _compare_fill(name, imgs, levels, fill, apply=None, seed=0):
+    """Tensor op with `fill` vs PIL with fillcolor; also returns both fill-0 results."""
+    x = to_batch(imgs)
+    size = x.shape[-1]
+    g = torch.Generator().manual_seed(seed)
+    flip = torch.rand(len(imgs), generator=g) < 0.5
+    v = ops.tensor_parameters(name, torch.as_tensor(levels, dtype=torch.float64), flip, size)
+    apply = apply or (lambda x, v, fill: ops.TENSOR_OPS[name](x, v, fill=fill))
+    ours = apply(x, v, fill).permute(0, 2, 3, 1).numpy().astype(int)
+    ours0 = apply(x, v, 0).permute(0, 2, 3, 1).numpy().astype(int)
+    pv = [int(t) if name in SHIFTS else t for t in v.tolist()]
+    ref = np.stack([_pil_fillcolor(name, Image.fromarray(im), pv[i], fill) for i, im in enumerate(imgs)])
+    ref0 = np.stack([_pil_fillcolor(name, Image.fromarray(im), pv[i], 0) for i, im in enumerate(imgs)])
+    return ours, ours0, ref.astype(int), ref0.astype(int)
+
+
+def _check_fill(ours, ours0, ref, ref0, fill, exact):
+    if exact:
+        np.testing.assert_array_equal(ours, ref)
+    else:  # the project's geometric tolerance (GEOMETRIC_* above)
+        diff = np.abs(ours - ref)
+        assert diff.max() <= GEOMETRIC_MAX_DIFF
+        assert (diff == 0).mean() >= GEOMETRIC_MIN_EQUAL
+    # the fill lands on exactly Pillow's uncovered pixels, whole (no blend at the border), and
+    # the covered pixels are those of fill 0
+    uncovered, uncovered_ref = (ours != ours0).any(-1), (ref != ref0).any(-1)
+    np.testing.assert_array_equal(uncovered, uncovered_ref)
+    assert uncovered.any()
+    assert (ours[uncovered] == fill).all() and (ours0[uncovered] == 0).all()
+
+
+@pytest.mark.parametrize("name", FILLED)
+@pytest.mark.parametrize("size", [32, 48, 224])
+def test_tensor_fill_matches_pil_fillcolor(name, size):
+    n = 8 if size == 224 else 32
+    imgs = smooth_images(n, size=size, seed=size + 1)
+    levels = np.random.default_rng(size).uniform(0.1, 10, n)
+    _check_fill(*_compare_fill(name, imgs, levels, FILL), FILL, exact=name in SHIFTS)
+    # another level: the fill is not special-cased to 128
+    _check_fill(*_compare_fill(name, imgs, levels, 37, seed=1), 37, exact=name in SHIFTS)
+
+
+@pytest.mark.parametrize("name", ["shear_x", "shear_y"])
+def test_generic_affine_warp_fill_matches_pil(name):
+    """t_affine (grid_sample; the shears' route off the CPU) with fill 128."""
+    imgs = smooth_images(32, seed=6)
+    levels = np.linspace(0.1, 9.99, len(imgs))
+    apply = lambda x, v, fill: ops.t_affine(x, ops.affine_matrices(name, v, x.shape[-1]), fill)
+    _check_fill(*_compare_fill(name, imgs, levels, FILL, apply=apply), FILL, exact=False)
+    # per-image fill levels (the CUDA path's shared rotate + shear warp uses them)
+    x = to_batch(imgs)
+    v = ops.tensor_parameters(name, torch.as_tensor(levels), torch.zeros(len(imgs), dtype=torch.bool), SIZE)
+    mats = ops.affine_matrices(name, v, SIZE)
+    fills = torch.tensor([0, FILL] * 16, dtype=torch.uint8)
+    mixed = ops.t_affine(x, mats, fills)
+    assert torch.equal(mixed[0::2], ops.t_affine(x, mats)[0::2])
+    assert torch.equal(mixed[1::2], ops.t_affine(x, mats, FILL)[1::2])
+
+
+def test_translation_fill_agrees_with_affine_warp():
+    x = to_batch(smooth_images(16))
+    v = torch.arange(-8, 8, dtype=torch.float64)
+    for name in SHIFTS:
+        warped = ops.t_affine(x, ops.affine_matrices(name, v, SIZE), FILL)
+        assert torch.equal(warped, ops.TENSOR_OPS[name](x, v, fill=FILL)), name
+
+
+def test_tensor_fill_zero_is_the_default():
+    x = to_batch(smooth_images(8))
+    v = torch.linspace(-9, 9, 8, dtype=torch.float64)
+    for name in FILLED:
+        assert torch.equal(ops.TENSOR_OPS[name](x, v), ops.TENSOR_OPS[name](x, v, fill=0)), name
+    assert torch.equal(ops.t_affine(x, ops.affine_matrices("shear_x", v / 30, SIZE)),
+                       ops.t_affine(x, ops.affine_matrices("shear_x", v / 30, SIZE), 0))  # fmt: skip

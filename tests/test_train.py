@@ -101,3 +101,70 @@ def test_every_method_trains_through_the_loop(tmp_path, digits, method):
     assert summary["method"] == method and math.isfinite(summary["final_train_loss"])
     assert 0.0 <= summary["final_test_error"] <= 1.0
     assert (tmp_path / "model.pt").exists() and (tmp_path / "train_log.csv").exists()
+
+
+def _synthetic_source(method, n=40, device="cpu"):
+    from augmix.train import Data, TensorSource
+    from augmix.training_methods import method_hparams
+
+    params = _params()
+    hp = method_hparams(params, method, torch.device(device))
+    hp["backend"] = "tensor"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
+    y = torch.randint(0, 10, (n,), generator=g).to(device)
+    return TensorSource(params, method, hp, Data(x, y), Data(x[:8], y[:8]), 10), hp
+
+
+def test_source_batches_are_the_epoch_views_of_each_index_batch():
+    """One host-to-device copy per epoch gives the same batches as indexing step by step."""
+    from augmix.rng import SampleKeys
+    from augmix.training_methods import EpochViews
+
+    source, hp = _synthetic_source("augmix")
+    index_batches = list(torch.randperm(40, generator=torch.Generator().manual_seed(3)).split(16))
+    batches = list(source.batches(5, index_batches))
+    assert [len(b.y) for b in batches] == [16, 16, 8]
+    views = EpochViews(source.train.x, source.params.seed, 5, "augmix", hp)
+    for idx, batch in zip(index_batches, batches):
+        assert torch.equal(batch.views, views.batch_views(idx))
+        assert torch.equal(batch.y, source.train.y[idx])
+        assert torch.equal(batch.keys.index, SampleKeys(source.params.seed, 5, idx).index)
+    assert list(source.batches(5, [])) == []
+
+
+def test_bench_train_quick_reports_consistent_figures():
+    from augmix import bench_train
+
+    r = bench_train.run(quick=True, device="cpu", full_epoch=True)
+    assert r["arch"] == "wrn16_1" and r["device"] == "cpu" and r["timed_steps"] == 3
+    steps_per_epoch = math.ceil(r["epoch_samples"] / r["batch_size"])
+    expected = r["augmentation_s_per_epoch"] + steps_per_epoch * r["step_ms"] / 1e3
+    assert math.isclose(r["epoch_s_estimate"], expected, rel_tol=0.02, abs_tol=0.02)
+    assert 0 < r["augmentation_share"] < 1 and r["full_epoch_s"] > 0
+    table = bench_train.format_table(r)
+    assert all(line.split()[0] in r for line in table.splitlines()) and len(table.splitlines()) == len(r)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_steps_never_wait_for_the_device():
+    """The step loop reads nothing back to the host: with the sync debug mode set to error, a few
+    AugMix+JSD steps (views made up front, as in training) run through."""
+    from augmix.models import build_model
+    from augmix.train import train_epoch
+    from augmix.training_methods import all_methods
+
+    source, hp = _synthetic_source("augmix", n=96, device="cuda")
+    model = build_model("wrn16_1", 10).cuda().to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    index_batches = list(torch.arange(96).split(32))
+    batches = source.batches(0, index_batches)  # views and device indices made here, outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss_sum, seen = train_epoch(model, opt, sched, batches, all_methods()["augmix"], hp, seed=0, epoch=0,
+                                     autocast=torch.autocast("cuda", dtype=torch.bfloat16), device=torch.device("cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert seen == 96 and torch.isfinite(loss_sum).item()

@@ -15,6 +15,12 @@ not depend on its batch or on the data-loader worker that built it.
 Outputs are float32 in [0, 1]: the reference mixes after Normalize, which is the same thing
 because Normalize is affine per channel and the weights are convex (§7.1); our models normalise
 inside. As in REF, the original gets (1 - m) and the chains m; nothing is re-quantised.
+
+`affine_fill` (every entry point; default 0) is the grey level shear_x, shear_y, translate_x and
+translate_y put in the area they uncover. 0 is the committed reference (`cifar.py`,
+`imagenet.py`): black. 128 is the code that trained the released ImageNet ResNet-50 (REF-#3,
+augmix.md §6, §7.2, §9.3): mid-grey, PIL `fillcolor=(128, 128, 128)`. Rotate always fills 0 (its
+fill in REF-#3 is unknown). The fill changes no random draw.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from PIL import Image
 from augmix import rng as R
 from augmix.memory import keep_freed_memory
 from augmix.ops import (
+    AFFINE_FILL_OPS,
     OPS,
     OPS_ALL,
     PARAMS,
     TENSOR_OPS,
     affine_matrices,
+    check_fill,
     op_names,
     t_affine,
     tensor_parameters,
@@ -103,13 +111,19 @@ def augment_and_mix_pil(
     all_ops: bool = False,
     image_size: int = 32,
     ops: Mapping[str, Callable] | None = None,
+    affine_fill: int = 0,
 ) -> torch.Tensor:
     """REF `aug` on one PIL image, returning float32 (3, H, W) in [0, 1].
 
     Draw order as REF (§7.4): Dirichlet, Beta, then per chain the depth and per step the op
     (each op draws its own level and sign). `ops` overrides the op table (tests use it).
+    `affine_fill`: grey level 0..255 of the area shear_x/shear_y/translate_x/translate_y
+    uncover; 0 (default) is REF as committed, 128 the released ImageNet weights (REF-#3,
+    augmix.md §6). Rotate fills 0 either way. With a nonzero fill, the table's ops of those
+    four names are called with the keyword `fill`.
     """
     _check_params(severity, width, depth, alpha)
+    fill = check_fill(affine_fill)
     table = ops if ops is not None else (OPS_ALL if all_ops else OPS)
     names = list(table)
     ws = np.float32(rng.dirichlet([alpha] * width))
@@ -119,8 +133,11 @@ def augment_and_mix_pil(
         chain = img.copy()
         d = depth if depth > 0 else int(rng.integers(1, MAX_RANDOM_DEPTH + 1))
         for _ in range(d):
-            op = table[names[int(rng.integers(len(names)))]]
-            chain = op(chain, severity, rng, image_size)
+            name = names[int(rng.integers(len(names)))]
+            if fill and name in AFFINE_FILL_OPS:
+                chain = table[name](chain, severity, rng, image_size, fill=fill)
+            else:
+                chain = table[name](chain, severity, rng, image_size)
         mix += float(ws[i]) * _to_tensor(chain)
     return (1.0 - float(m)) * _to_tensor(img) + float(m) * mix
 
@@ -225,22 +242,32 @@ def _step_values(
 
 def _apply_group(
     x: torch.Tensor, names: Sequence[str], group: tuple[int, ...], op: torch.Tensor,
-    value: torch.Tensor,
+    value: torch.Tensor, affine_fill: int = 0,
 ) -> torch.Tensor:  # fmt: skip
-    """One op group on its rows: x uint8 (n, 3, S, S), op and value (n,) for these rows."""
+    """One op group on its rows: x uint8 (n, 3, S, S), op and value (n,) for these rows.
+    The AFFINE_FILL_OPS fill the area they uncover with `affine_fill`, the others with 0."""
     if len(group) == 1:
         name = names[group[0]]
-        return TENSOR_OPS[name](x, value if PARAMS[name].scale is not None else None)
+        v = value if PARAMS[name].scale is not None else None
+        if affine_fill and name in AFFINE_FILL_OPS:
+            return TENSOR_OPS[name](x, v, fill=affine_fill)
+        return TENSOR_OPS[name](x, v)
     size = x.shape[-1]
     mats = torch.zeros(len(x), 6, dtype=torch.float64, device=x.device)
-    for k in group:  # the shared warp: each row takes its own op's matrix
+    fill = torch.zeros(len(x), dtype=torch.uint8, device=x.device) if affine_fill else 0
+    for k in group:  # the shared warp: each row takes its own op's matrix and fill
         mats = torch.where((op == k)[:, None], affine_matrices(names[k], value, size), mats)
-    return t_affine(x, mats)
+        if affine_fill and names[k] in AFFINE_FILL_OPS:
+            fill.masked_fill_(op == k, affine_fill)
+    return t_affine(x, mats, fill)
 
 
-def _run_chains(chains: torch.Tensor, draws: MixDraws, names: Sequence[str]) -> torch.Tensor:
+def _run_chains(
+    chains: torch.Tensor, draws: MixDraws, names: Sequence[str], affine_fill: int = 0
+) -> torch.Tensor:
     """Apply every chain's ops in order. chains: uint8 (V*B*width, 3, H, W) in (view, sample,
     chain) order; returns the chain outputs in the same order (chains is updated in place).
+    `affine_fill`: grey level of the area the AFFINE_FILL_OPS uncover (module docstring).
 
     At each step the rows are split by op group (one stable argsort), each group is gathered,
     processed by one call with per-row parameters and scattered back; finished chains and
@@ -253,7 +280,8 @@ def _run_chains(chains: torch.Tensor, draws: MixDraws, names: Sequence[str]) -> 
     value = _step_values(names, op, level, negate, chains.shape[-1])
     run = torch.arange(steps, device=op.device) < draws.depth.transpose(0, 1).reshape(-1, 1)
     # Rotations by 0 degrees and translations by 0 pixels are exact identities in PIL (and
-    # here), so those rows skip the step like finished chains.
+    # here, whatever the fill: they uncover nothing), so those rows skip the step like
+    # finished chains.
     for i, name in enumerate(names):
         if name in ("rotate", *SHIFT_OPS):
             run &= ~((op == i) & (value == 0))
@@ -271,7 +299,7 @@ def _run_chains(chains: torch.Tensor, draws: MixDraws, names: Sequence[str]) -> 
             if len(rows) == 0:
                 continue
             x = rows_view.index_select(0, rows).view(torch.uint8).reshape(-1, *chains.shape[1:])
-            out = _apply_group(x, names, members, op[rows, j], value[rows, j])
+            out = _apply_group(x, names, members, op[rows, j], value[rows, j], affine_fill)
             rows_view.index_copy_(0, rows, _row_view(out.contiguous()))
     return chains
 
@@ -324,9 +352,12 @@ def _augmix_views(
     all_ops: bool,
     ops: Sequence[str] | None = None,
     out: torch.Tensor | None = None,
+    affine_fill: int = 0,
 ) -> torch.Tensor:
-    """AugMix views of a uint8 batch into out (V, B, 3, H, W) float32 (allocated if None)."""
+    """AugMix views of a uint8 batch into out (V, B, 3, H, W) float32 (allocated if None).
+    `affine_fill`: grey level of the area the affine ops uncover (module docstring)."""
     x = _as_uint8(x)
+    affine_fill = check_fill(affine_fill)
     if len(keys) != x.shape[0]:
         raise ValueError(f"{len(keys)} keys for a batch of {x.shape[0]} images")
     if x.shape[-1] != x.shape[-2]:
@@ -347,7 +378,7 @@ def _augmix_views(
         # (V*b*width, 3, H, W) in (view, sample, chain) order
         chains = x[s].repeat_interleave(width, 0).repeat(len(views), 1, 1, 1)
         part = _draws_slice(draws, s)
-        _mix(x[s], _run_chains(chains, part, names), part, out[:, s])
+        _mix(x[s], _run_chains(chains, part, names, affine_fill), part, out[:, s])
     return out
 
 
@@ -362,17 +393,20 @@ def augmix_batch(
     all_ops: bool = False,
     view: int = 0,
     ops: Sequence[str] | None = None,
+    affine_fill: int = 0,
 ) -> torch.Tensor:
     """Per-sample AugMix of a batch: uint8 or [0, 1] float (B, 3, H, W) on any device ->
     float32 (B, 3, H, W) in [0, 1]. `view` selects an independent draw for the same keys.
-    `ops` overrides the op names (keys of ops.TENSOR_OPS, e.g. ("identity",) in tests)."""
+    `ops` overrides the op names (keys of ops.TENSOR_OPS, e.g. ("identity",) in tests).
+    `affine_fill`: grey level 0..255 of the area shear_x/y and translate_x/y uncover (0: REF
+    as committed; 128: the released ImageNet weights, REF-#3); rotate fills 0."""
     return _augmix_views(
         x, keys, (view,), severity=severity, width=width, depth=depth, alpha=alpha,
-        all_ops=all_ops, ops=ops,
+        all_ops=all_ops, ops=ops, affine_fill=affine_fill,
     )[0]  # fmt: skip
 
 
-def _make_views_pil(x, keys, jsd, severity, width, depth, alpha, all_ops):
+def _make_views_pil(x, keys, jsd, severity, width, depth, alpha, all_ops, affine_fill=0):
     size = x.shape[-1]
     arr = x.permute(0, 2, 3, 1).cpu().numpy()
     idx = keys.index.cpu().tolist()
@@ -384,7 +418,7 @@ def _make_views_pil(x, keys, jsd, severity, width, depth, alpha, all_ops):
         for v in range(n_aug):
             out[v, b] = augment_and_mix_pil(
                 img, g, severity=severity, width=width, depth=depth, alpha=alpha,
-                all_ops=all_ops, image_size=size,
+                all_ops=all_ops, image_size=size, affine_fill=affine_fill,
             )  # fmt: skip
     return out.to(x.device)
 
@@ -401,6 +435,7 @@ def make_views(
     alpha: float = 1.0,
     all_ops: bool = False,
     out: torch.Tensor | None = None,
+    affine_fill: int = 0,
 ) -> torch.Tensor:
     """Training views of an already flipped and cropped uint8 batch (B, 3, H, W).
 
@@ -409,11 +444,16 @@ def make_views(
     backend "tensor" is batched (any device); "pil" loops over images with the PIL ops.
     out: an existing float32 (V, B, 3, H, W) tensor (V = 3 or 1), e.g. a slice of an epoch's
     views, filled in place and returned as given: no fresh buffer, no copy.
+    affine_fill: grey level 0..255 that shear_x, shear_y, translate_x and translate_y put in the
+    area they uncover. 0 (default): `cifar.py` / `imagenet.py` as committed. 128: the code
+    that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6, §9.3; config
+    `imagenet.augmix_fill`). Rotate fills 0 either way; no random draw changes.
     """
     x = _as_uint8(x)
     if backend not in ("tensor", "pil"):
         raise KeyError(f"unknown AugMix backend {backend!r}; choose from ['pil', 'tensor']")
-    kw = {"severity": severity, "width": width, "depth": depth, "alpha": alpha, "all_ops": all_ops}
+    kw = {"severity": severity, "width": width, "depth": depth, "alpha": alpha, "all_ops": all_ops,
+          "affine_fill": check_fill(affine_fill)}  # fmt: skip
     views = (0, 1) if jsd else (0,)
     shape = (len(views) + int(jsd), *x.shape)
     given = out is not None

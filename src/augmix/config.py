@@ -154,6 +154,9 @@ class ImageNetParams:
     weight_decay: float = spec(min=0.0, max=1.0)
     schedule: str = spec(choices=("step", "cosine"))  # step: x1, x0.1, x0.01 from epochs E//3, 2E//3
     augmix_severity: int = spec(min=1, max=10)  # REF imagenet.py: 1 (CIFAR: 3)
+    # Grey level shear/translate put in the area they uncover (rotate: 0). 128: the code that
+    # trained the released ResNet-50 (REF-#3, augmix.md §6); 0: imagenet.py as committed.
+    augmix_fill: int = spec(min=0, max=255)
     image_size: int = spec(min=16, max=1024)  # RandomResizedCrop and CenterCrop side (224)
     resize: int = spec(min=16, max=2048)  # test-time Resize of the shorter side before CenterCrop (256)
     workers: int = spec(min=0, max=256)  # JPEG-decoding processes per training process
@@ -167,6 +170,7 @@ class TrainParams:
     channels_last: bool = spec()  # channels-last memory format (CUDA and CPU)
     compile: bool = spec()  # torch.compile the model
     compile_mode: str = spec(choices=("default", "reduce-overhead", "max-autotune"))  # reduce-overhead: CUDA graphs
+    cudnn_benchmark: bool = spec()  # let cuDNN time its conv algorithms for our fixed shapes (CUDA only)
     threads: int = spec(min=0, max=1024)  # torch CPU threads (0 = torch default)
     nproc: int = spec(min=1, max=64)  # processes per train job (GPUs); > 1 runs it under torchrun
     log_every: int = spec(min=1)  # plain progress line every N steps when not on a terminal

@@ -13,6 +13,14 @@ bilinear weights, agreeing with Pillow up to one grey level (stated tolerance an
 tests/test_ops.py). Rotate uses `grid_sample`; on the CPU the shears use two gathers per
 pixel (a shear moves whole rows or columns), elsewhere `grid_sample` too.
 
+Fill: the area a geometric op uncovers is black (0), as in the committed reference. The code that
+trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6 and §9.3) passes fill colour 128
+(mid-grey) to shear_x, shear_y, translate_x and translate_y; the ops in AFFINE_FILL_OPS therefore
+take a `fill` grey level (PIL `fillcolor=(fill,) * 3`), default 0. Rotate's fill in REF-#3 is
+unknown, so rotate always fills 0. Pillow gives an output pixel whose source point falls outside
+the image the fill colour whole (no bilinear blend with the fill at the border), and the tensor
+twins do the same.
+
 CPU speed notes (measured with one thread; the reasons for the less obvious choices below):
 uint8 and int16 elementwise ops are the cheapest, float comparisons and casts from float
 straight to uint8 are several times dearer than arithmetic, and a gather costs about five
@@ -104,6 +112,16 @@ PARAMS: dict[str, OpParam] = {
 }
 
 GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+# The ops that take a fill grey level for the area they uncover (REF-#3 passes 128 to exactly
+# these four; rotate keeps 0, augmix.md §6).
+AFFINE_FILL_OPS = ("shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def check_fill(fill) -> int:
+    """An affine fill grey level must be an integer in 0..255; returns it as an int."""
+    if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
+        raise ValueError(f"affine_fill must be an integer grey level in 0..255, got {fill!r}")
+    return int(fill)
 
 
 # ----------------------------------------------------------------------------- PIL path
@@ -120,12 +138,14 @@ def check_image(img: Image.Image, image_size: int) -> None:
         raise ValueError(f"AugMix ops expect an RGB image, got mode {img.mode!r}")
 
 
-def _affine(img: Image.Image, data, image_size: int) -> Image.Image:
+def _affine(img: Image.Image, data, image_size: int, fill: int = 0) -> Image.Image:
     # PIL maps each output pixel to input (a x + b y + c, d x + e y + f), top-left origin,
-    # bilinear, fill 0 (augmix.md §3).
+    # bilinear, fill 0 (augmix.md §3); fill 128 is REF-#3's grey (§6).
+    kw = {"fillcolor": (fill,) * 3} if fill else {}  # fill 0: the reference call, unchanged
     return img.transform(
-        (image_size, image_size), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR
-    )
+        (image_size, image_size), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR,
+        **kw,
+    )  # fmt: skip
 
 
 def _signed_value(name: str, severity: float, rng: np.random.Generator, image_size: int):
@@ -137,16 +157,17 @@ def _signed_value(name: str, severity: float, rng: np.random.Generator, image_si
 
 
 # Apply an op with an explicit parameter (tests use these to compare with the tensor twins).
+# The AFFINE_FILL_OPS also take a fill grey level as a fourth argument (default 0).
 PIL_APPLY: dict[str, Callable[[Image.Image, object, int], Image.Image]] = {
     "autocontrast": lambda img, v, s: ImageOps.autocontrast(img),
     "equalize": lambda img, v, s: ImageOps.equalize(img),
     "posterize": lambda img, v, s: ImageOps.posterize(img, int(v)),
     "rotate": lambda img, v, s: img.rotate(v, resample=Image.Resampling.BILINEAR),
     "solarize": lambda img, v, s: ImageOps.solarize(img, int(v)),
-    "shear_x": lambda img, v, s: _affine(img, (1, v, 0, 0, 1, 0), s),
-    "shear_y": lambda img, v, s: _affine(img, (1, 0, 0, v, 1, 0), s),
-    "translate_x": lambda img, v, s: _affine(img, (1, 0, v, 0, 1, 0), s),
-    "translate_y": lambda img, v, s: _affine(img, (1, 0, 0, 0, 1, v), s),
+    "shear_x": lambda img, v, s, fill=0: _affine(img, (1, v, 0, 0, 1, 0), s, fill),
+    "shear_y": lambda img, v, s, fill=0: _affine(img, (1, 0, 0, v, 1, 0), s, fill),
+    "translate_x": lambda img, v, s, fill=0: _affine(img, (1, 0, v, 0, 1, 0), s, fill),
+    "translate_y": lambda img, v, s, fill=0: _affine(img, (1, 0, 0, 0, 1, v), s, fill),
     "color": lambda img, v, s: ImageEnhance.Color(img).enhance(v),
     "contrast": lambda img, v, s: ImageEnhance.Contrast(img).enhance(v),
     "brightness": lambda img, v, s: ImageEnhance.Brightness(img).enhance(v),
@@ -156,15 +177,29 @@ PIL_APPLY: dict[str, Callable[[Image.Image, object, int], Image.Image]] = {
 
 
 def _make_pil_op(name: str):
-    def op(img: Image.Image, severity: float, rng: np.random.Generator, image_size: int):
-        check_image(img, image_size)
-        if PARAMS[name].scale is None:
-            return PIL_APPLY[name](img, None, image_size)  # draws no random numbers (§2)
-        return PIL_APPLY[name](img, _signed_value(name, severity, rng, image_size), image_size)
+    if name in AFFINE_FILL_OPS:
 
+        def op(
+            img: Image.Image, severity: float, rng: np.random.Generator, image_size: int,
+            fill: int = 0,
+        ):  # fmt: skip
+            check_image(img, image_size)
+            value = _signed_value(name, severity, rng, image_size)
+            return PIL_APPLY[name](img, value, image_size, check_fill(fill))
+
+        doc = " `fill`: grey level of the uncovered area (0: REF; 128: REF-#3, augmix.md §6)."
+    else:
+
+        def op(img: Image.Image, severity: float, rng: np.random.Generator, image_size: int):
+            check_image(img, image_size)
+            if PARAMS[name].scale is None:
+                return PIL_APPLY[name](img, None, image_size)  # draws no random numbers (§2)
+            return PIL_APPLY[name](img, _signed_value(name, severity, rng, image_size), image_size)
+
+        doc = ""
     op.__name__ = name
     op.__qualname__ = name
-    op.__doc__ = f"REF `augmentations.{name}`: draw a level, scale it, apply with Pillow."
+    op.__doc__ = f"REF `augmentations.{name}`: draw a level, scale it, apply with Pillow.{doc}"
     return op
 
 
@@ -359,7 +394,7 @@ GEOMETRIC_EPS = 1e-3  # nudge before truncation so exact-integer PIL results sur
 
 # Rotate and the shears sample between pixels. PIL (libImaging Geometry.c, bilinear filter)
 # maps output pixel (x, y) to the input point q = A (x + 0.5, y + 0.5) + t in float64; a point
-# outside [0, W) x [0, H) is black; otherwise, with q' = q - 0.5, the four pixels around
+# outside [0, W) x [0, H) is black (or the whole fill colour: no blend); otherwise, with q' = q - 0.5, the four pixels around
 # floor(q') (coordinates clamped to the image) are mixed as lerp(lerp(p00, p01, dx),
 # lerp(p10, p11, dx), dy) and truncated (augmix.md §3). The tensor versions interpolate in
 # float32, so a value can differ from Pillow's by one grey level (tolerance in
@@ -393,22 +428,36 @@ def _grid_and_mask(mats: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, to
     return grid, inside.to(torch.uint8)
 
 
-def _warp(x: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-    """Bilinear sampling of uint8 x (n, c, H, W) at grid (n, H, W, 2), black where inside == 0.
-    Border padding is PIL's clamp of the neighbours at the image edge."""
+def _fill_outside(out: torch.Tensor, inside: torch.Tensor, fill) -> torch.Tensor:
+    """Give the pixels where the uint8 0/1 mask `inside` (broadcast to out) is 0 the grey level
+    `fill` (an int, or a (n,) tensor: one per image), in place. out must already be 0 there, as
+    PIL sets such a pixel to the fill colour whole. Fill 0 leaves out untouched."""
+    if isinstance(fill, torch.Tensor):
+        fill = _per(fill.to(out.device, torch.uint8))
+    elif fill == 0:
+        return out
+    return out.add_((1 - inside) * fill)  # uint8: 0 or fill, no overflow on top of 0
+
+
+def _warp(x: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor, fill=0) -> torch.Tensor:
+    """Bilinear sampling of uint8 x (n, c, H, W) at grid (n, H, W, 2), `fill` (default black)
+    where inside == 0. Border padding is PIL's clamp of the neighbours at the image edge."""
     out = F.grid_sample(
         x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
     )
-    return _trunc_uint8(out).mul_(inside[:, None])
+    return _fill_outside(_trunc_uint8(out).mul_(inside[:, None]), inside[:, None], fill)
 
 
-def t_affine(x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
-    """Batched PIL-style affine warp of square images: bilinear, fill 0, same output size.
-    mats (n, 6) holds PIL's (a, b, c, d, e, f) per image (affine_matrices)."""
+def t_affine(x: torch.Tensor, mats: torch.Tensor, fill=0) -> torch.Tensor:
+    """Batched PIL-style affine warp of square images: bilinear, same output size.
+    mats (n, 6) holds PIL's (a, b, c, d, e, f) per image (affine_matrices). `fill`: grey level
+    of the uncovered area, an int or a (n,) tensor with one level per image (PIL
+    `fillcolor=(fill,) * 3`)."""
     n, _, h, w = x.shape
     if h != w:
         raise ValueError(f"t_affine expects square images, got {h}x{w}")
-    return _warp(x, *_grid_and_mask(mats.to(x.device, torch.float64).reshape(n, 6), h, w))
+    grid, inside = _grid_and_mask(mats.to(x.device, torch.float64).reshape(n, 6), h, w)
+    return _warp(x, grid, inside, fill)
 
 
 def t_rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
@@ -435,8 +484,9 @@ def _edge_canvas(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     return out.reshape(n, c, -1)
 
 
-def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str) -> torch.Tensor:
-    """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image.
+def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch.Tensor:
+    """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image; the
+    uncovered area gets grey level `fill` (0: REF; 128: REF-#3).
 
     shear_x samples output (x, y) at input (x + 0.5 + s_y, y + 0.5) with s_y = v (y + 0.5):
     each row is shifted by its own s_y while the other coordinate stays on a pixel centre,
@@ -445,7 +495,7 @@ def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str) -> torch.Tensor:
     edge-padded image instead of grid_sample's four taps (CPU). shear_y: the same per column.
     """
     if x.device.type != "cpu":
-        return t_affine(x, affine_matrices(f"shear_{axis}", v, x.shape[-1]))
+        return t_affine(x, affine_matrices(f"shear_{axis}", v, x.shape[-1]), fill)
     n, c, h, w = x.shape
     along_x = axis == "x"
     size, lines = (w, h) if along_x else (h, w)
@@ -473,38 +523,43 @@ def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str) -> torch.Tensor:
     p0 = torch.gather(canvas, 2, tap).float().reshape(n, c, h, w)
     p1 = torch.gather(canvas[..., step:], 2, tap).float().reshape(n, c, h, w)
     out = _trunc_uint8(torch.lerp(p0, p1, per_line((s - k).float())))
-    return out.mul_(mask.to(torch.uint8))
+    mask = mask.to(torch.uint8)
+    return _fill_outside(out.mul_(mask), mask, fill)
 
 
-def t_translate(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """Integer translation, PIL convention (output (x, y) reads input (x + dx, y + dy), fill 0).
+def t_translate(
+    x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: int = 0
+) -> torch.Tensor:
+    """Integer translation, PIL convention (output (x, y) reads input (x + dx, y + dy), fill
+    grey level `fill`: 0 in REF, 128 in REF-#3).
 
     Exact for integer offsets (PIL's bilinear weights are then 0/1). One uint8 gather from the
-    image with a zero row and column appended, which the source rows and columns that fall
+    image with a fill row and column appended, which the source rows and columns that fall
     outside point at (so no mask pass)."""
     n, c, h, w = x.shape
     dev = x.device
     xs = torch.arange(w, device=dev) + dx.to(dev).long()[:, None]  # (n, W)
     ys = torch.arange(h, device=dev) + dy.to(dev).long()[:, None]  # (n, H)
-    xs = torch.where((xs >= 0) & (xs < w), xs, w)  # column w and row h are zeros
+    xs = torch.where((xs >= 0) & (xs < w), xs, w)  # column w and row h hold the fill
     ys = torch.where((ys >= 0) & (ys < h), ys, h)
-    canvas = x.new_zeros(n, c, h + 1, w + 1)
+    canvas = x.new_full((n, c, h + 1, w + 1), fill)
     canvas[:, :, :h, :w] = x
     src = ys[:, :, None] * (w + 1) + xs[:, None, :]  # (n, H, W)
     idx = src.reshape(n, 1, h * w).expand(n, c, h * w)
     return torch.gather(canvas.reshape(n, c, -1), 2, idx).reshape(n, c, h, w)
 
 
+# The AFFINE_FILL_OPS also take a keyword `fill` (grey level of the uncovered area, default 0).
 TENSOR_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
     "autocontrast": t_autocontrast,
     "equalize": t_equalize,
     "posterize": t_posterize,
     "rotate": t_rotate,
     "solarize": t_solarize,
-    "shear_x": lambda x, v: t_shear(x, v, "x"),
-    "shear_y": lambda x, v: t_shear(x, v, "y"),
-    "translate_x": lambda x, v: t_translate(x, v, torch.zeros_like(v)),
-    "translate_y": lambda x, v: t_translate(x, torch.zeros_like(v), v),
+    "shear_x": lambda x, v, fill=0: t_shear(x, v, "x", fill),
+    "shear_y": lambda x, v, fill=0: t_shear(x, v, "y", fill),
+    "translate_x": lambda x, v, fill=0: t_translate(x, v, torch.zeros_like(v), fill),
+    "translate_y": lambda x, v, fill=0: t_translate(x, torch.zeros_like(v), v, fill),
     "color": t_color,
     "contrast": t_contrast,
     "brightness": t_brightness,

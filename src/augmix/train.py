@@ -145,26 +145,37 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int, *, 
 class TensorSource:
     """CIFAR-style data: both splits as uint8 tensors on the device; an epoch's views made up front."""
 
-    def __init__(self, params: Params, dataset: str, raw_dir: Path, device: torch.device, method: str,
-                 hp: dict[str, Any]) -> None:
-        from augmix.data import load_split
-
-        self.params, self.method, self.hp = params, method, hp
-        self.train = to_device(*load_split(raw_dir, "train", params.data.max_train), device)
-        self.test = to_device(*load_split(raw_dir, "test", params.data.max_test), device)
-        self.n, self.n_test, self.num_classes = len(self.train.y), len(self.test.y), NUM_CLASSES[dataset]
+    def __init__(self, params: Params, method: str, hp: dict[str, Any], train: Data, test: Data,
+                 num_classes: int) -> None:
+        self.params, self.method, self.hp, self.train, self.test = params, method, hp, train, test
+        self.n, self.n_test, self.num_classes = len(train.y), len(test.y), num_classes
         self.classes: list[str] = []
 
+    @classmethod
+    def load(cls, params: Params, dataset: str, raw_dir: Path, device: torch.device, method: str,
+             hp: dict[str, Any]) -> TensorSource:
+        from augmix.data import load_split
+
+        return cls(params, method, hp, to_device(*load_split(raw_dir, "train", params.data.max_train), device),
+                   to_device(*load_split(raw_dir, "test", params.data.max_test), device), NUM_CLASSES[dataset])
+
     def batches(self, epoch: int, index_batches: list[torch.Tensor]):
-        from augmix.rng import SampleKeys
-        from augmix.training_methods import EpochViews, TrainBatch
+        """Make the epoch's views and move its index batches to the device now (one copy: a
+        pageable host-to-device copy per step would synchronise every step), then yield lazily."""
+        from augmix.training_methods import EpochViews
 
         prepared = EpochViews(self.train.x, self.params.seed, epoch, self.method, self.hp)
-        for idx in index_batches:
-            idx_dev = idx.to(self.train.x.device, non_blocking=True)
-            xb = prepared.base[idx_dev]  # the shared flip + crop of each sample
-            yield TrainBatch(x=xb.float().div(255), y=self.train.y[idx_dev], num_classes=self.num_classes, x_uint8=xb,
-                             keys=SampleKeys(self.params.seed, epoch, idx_dev), views=prepared.batch_views(idx_dev))
+        sizes = [len(b) for b in index_batches]
+        on_device = torch.cat(index_batches).to(self.train.x.device).split(sizes) if sizes else ()
+        return (self._batch(epoch, prepared, idx) for idx in on_device)
+
+    def _batch(self, epoch: int, prepared: Any, idx: torch.Tensor):
+        from augmix.rng import SampleKeys
+        from augmix.training_methods import TrainBatch
+
+        xb = prepared.base[idx]  # the shared flip + crop of each sample
+        return TrainBatch(x=xb.float().div(255), y=self.train.y[idx], num_classes=self.num_classes, x_uint8=xb,
+                          keys=SampleKeys(self.params.seed, epoch, idx), views=prepared.batch_views(idx))
 
     def test_error(self, model: torch.nn.Module, autocast: bool) -> float:
         logits = predict_logits(model, self.test.x, self.params.eval.batch_size, autocast=autocast)
@@ -208,8 +219,40 @@ class FolderSource:
         return float((logits.argmax(1) != labels).float().mean())
 
 
-def _source(dataset: str) -> type[TensorSource | FolderSource]:
-    return FolderSource if dataset in FOLDER_DATASETS else TensorSource
+def _source(dataset: str) -> Any:
+    """The loader of a dataset's source: (params, dataset, raw_dir, device, method, hp) -> source."""
+    return FolderSource if dataset in FOLDER_DATASETS else TensorSource.load
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, batches: Any,
+                step_fn: Any, hp: dict[str, Any], *, seed: int, epoch: int, autocast: Any,
+                device: torch.device) -> tuple[torch.Tensor, int]:
+    """One pass over `batches`: the method's loss, backward, SGD step, per-step schedule (REF cifar.py
+    train). Returns (sum of loss x batch size as a device tensor, samples seen): nothing in the loop
+    reads a value back to the host, so the CPU queues steps ahead of the GPU."""
+    loss_sum, seen = torch.zeros((), device=device), 0
+    for step, batch in enumerate(batches):
+        gen = torch.Generator(device).manual_seed(derive_seed(seed, epoch, step, 2))
+        with autocast:
+            loss, _ = step_fn(model, batch, hp, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach().float() * len(batch.y)
+        seen += len(batch.y)
+    return loss_sum, seen
+
+
+def train_hparams(params: Params, dataset: str, method: str, device: torch.device) -> dict[str, Any]:
+    """The method's hyperparameters for this dataset: ImageNet overrides AugMix's severity and fill."""
+    from augmix.training_methods import method_hparams
+
+    hp = method_hparams(params, method, device)
+    if dataset in FOLDER_DATASETS and "severity" in hp:
+        hp["severity"] = params.imagenet.augmix_severity  # REF imagenet.py: AugMix severity 1
+        hp["affine_fill"] = params.imagenet.augmix_fill  # 128: the released weights' code (augmix.md §6)
+    return hp
 
 
 def _fingerprint(params: Params, dataset: str, arch: str, method: str) -> str:
@@ -234,7 +277,7 @@ def train(
     params sections it reads) matches. `stop_after_epoch` ends the run early, as a kill would (tests).
     """
     from augmix.models import build_model
-    from augmix.training_methods import all_methods, method_hparams
+    from augmix.training_methods import all_methods
 
     t0 = time.monotonic()
     if params.train.threads:
@@ -245,11 +288,11 @@ def train(
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist = init_distributed(cuda)
+    if cuda:  # CIFAR shapes are fixed, so timing cuDNN's algorithms once pays off over the run
+        torch.backends.cudnn.benchmark = params.train.cudnn_benchmark
     recipe = recipe_for(params, dataset, arch)
     step_fn = all_methods()[method]
-    hp = method_hparams(params, method, device)
-    if dataset in FOLDER_DATASETS and "severity" in hp:
-        hp["severity"] = params.imagenet.augmix_severity  # REF imagenet.py: AugMix severity 1
+    hp = train_hparams(params, dataset, method, device)
     data = _source(dataset)(params, dataset, raw_dir, device, method, hp)
 
     torch.manual_seed(params.seed)  # initial weights (REF seeds torch with 1)
@@ -260,7 +303,9 @@ def train(
     if dist.world > 1:  # each rank trains on its share of every global batch; gradients are averaged
         forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     if params.train.compile:
-        forward_model = torch.compile(forward_model, mode=params.train.compile_mode)
+        # Static shapes: the epoch's last, smaller batch gets its own graph instead of turning every
+        # step into a dynamic-shape kernel.
+        forward_model = torch.compile(forward_model, mode=params.train.compile_mode, dynamic=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
                                 **({"fused": True} if cuda else {}))
@@ -295,20 +340,11 @@ def train(
         order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(params.seed, epoch, 0)))
         # DDP: rank r takes samples r, r + world, ... of every global batch.
         index_batches = [b[dist.rank :: dist.world] for b in order.split(recipe.batch_size)]
-        loss_sum, seen = torch.zeros((), device=device), 0
         ep_start = time.monotonic()
-        for step, batch in enumerate(progress(data.batches(epoch, index_batches), total=steps_per_epoch,
-                                              desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                                              every=params.train.log_every)):
-            gen = torch.Generator(device).manual_seed(derive_seed(params.seed, epoch, step, 2))
-            with autocast:
-                loss, _ = step_fn(forward_model, batch, hp, gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach().float() * len(batch.y)  # stays on the device: no sync per step
-            seen += len(batch.y)
+        batches = progress(data.batches(epoch, index_batches), total=steps_per_epoch,
+                           desc=f"epoch {epoch + 1}/{recipe.epochs}", every=params.train.log_every)
+        loss_sum, seen = train_epoch(forward_model, optimizer, scheduler, batches, step_fn, hp, seed=params.seed,
+                                     epoch=epoch, autocast=autocast, device=device)
         test_error = data.test_error(model, bf16)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": float(loss_sum) / seen, "test_error": test_error,
