@@ -6,9 +6,12 @@ torch / BLAS / OpenMP limited to one thread, and projects the time of the full C
 one core (spec performance.md §6.2); target <= 60 s.
 
 `run_end_to_end()` (also `run(end_to_end=True)`) times the real build instead: `build_c_set` of
-`n` synthetic images into a temporary folder (.npy files, hashes, contact sheet, manifest), after
-a small warm-up build that pays the one-off costs (imports, frost textures, cached operators),
-and projects to 10,000 images as warm-up + timed * 10,000 / n.
+`n` synthetic images into a temporary folder (.npy files, hashes, contact sheet, manifest; the
+writing and hashing on the build's background writer thread), after a small warm-up build that
+pays the one-off costs (imports, frost textures, cached operators), and projects to 10,000 images
+as warm-up + timed * 10,000 / n. On CUDA the build uses device cells
+(`build.cell_size`: 8192 images at 32x32), so by default it times the full 10,000 images:
+a smaller n would time one partial cell and scale it up, which misstates a GPU's per-cell costs.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import numpy as np
 
 from augmix.memory import keep_freed_memory
 
-from .build import build_c_set, corrupt_block
-from .functions import BENCHMARK_CORRUPTIONS, corrupt
+from .build import CHUNK, build_c_set, cell_size, corrupt_block
+from .functions import BENCHMARK_CORRUPTIONS, corrupt, torch_device_type
 
 __all__ = ["format_table", "run", "run_end_to_end", "synthetic_images"]
 
@@ -64,7 +67,7 @@ def _one_thread():
 
 
 def run(
-    n: int = 512,
+    n: int | None = None,
     device=None,
     names=BENCHMARK_CORRUPTIONS,
     severities=(1, 2, 3, 4, 5),
@@ -73,8 +76,9 @@ def run(
     repeats: int = 3,
     end_to_end: bool = False,
 ) -> dict:
-    """Time each corruption on n images per severity (one thread), best of `repeats` passes
-    (shared machines are noisy; the minimum estimates the cost). Returns a dict of figures.
+    """Time each corruption on n images per severity (one thread; default 512), best of
+    `repeats` passes (shared machines are noisy; the minimum estimates the cost). Returns a dict
+    of figures.
 
     device: None (NumPy reference path), a torch device for the corruptions in
     DEVICE_CORRUPTIONS, or "auto" (CUDA when available).
@@ -89,6 +93,7 @@ def run(
             full_size=full_size,
         )
     device = _resolve_device(device)
+    n = 512 if n is None else n
     images = synthetic_images(n, seed=seed)
     allocator_tuned = keep_freed_memory()  # as the build does
     per = {}
@@ -127,6 +132,9 @@ def run(
         "threads": 1,
         "allocator_tuned": allocator_tuned,
         "device": str(device) if device is not None else "cpu",
+        "backend": _backend(device),
+        # images per seeded cell (n < cell: one partial cell)
+        "cell": cell_size(device, 32, 32),
         "corruptions": per,
         "projected_total_seconds": total,
         "images_total": len(names) * len(severities) * full_size,
@@ -137,7 +145,7 @@ def run(
         )
         if full_set
         else None,
-        "target_seconds": 60.0,
+        "target_seconds": _target_seconds(device),
     }
 
 
@@ -149,6 +157,17 @@ def _resolve_device(device):
     return device
 
 
+def _backend(device) -> str:
+    """'numpy' for the NumPy path, else 'torch-<device type>' (the JSON's "device" says cpu for
+    both the NumPy path and CPU torch)."""
+    return "numpy" if device is None else f"torch-{torch_device_type(device)}"
+
+
+def _target_seconds(device) -> float:
+    """Issue #4's targets for the full CIFAR-10-C: 60 s on one core, 5 s on one GPU."""
+    return 5.0 if device is not None and torch_device_type(device) == "cuda" else 60.0
+
+
 def _sync(device) -> None:
     if device is not None and str(device).startswith("cuda"):
         import torch
@@ -157,7 +176,7 @@ def _sync(device) -> None:
 
 
 def run_end_to_end(
-    n: int = 1000,
+    n: int | None = None,
     device=None,
     names=BENCHMARK_CORRUPTIONS,
     severities=(1, 2, 3, 4, 5),
@@ -167,7 +186,12 @@ def run_end_to_end(
     out_dir=None,
 ) -> dict:
     """Time the real `corrupt` stage path: `build_c_set(..., table="cifar")` of n synthetic
-    images, writing the .npy files, hashes, contact sheet and manifest (one thread).
+    images, writing the .npy files, hashes, contact sheet and manifest (one compute thread; the
+    build writes and hashes on its background writer thread).
+
+    n: default 512 where cells hold CHUNK images (NumPy, CPU torch: the cost per image does not
+    depend on n), `full_size` on CUDA (device cells hold 8192 images at 32x32, so only a
+    full-size build times the cells a real build runs).
 
     A warm-up build of `warmup` images runs first, in a fresh folder: it pays the one-off costs
     (module imports, frost textures, cached tables and operators) and is reported as
@@ -175,6 +199,8 @@ def run_end_to_end(
     slightly over-counts (the warm-up also corrupts its few images).
     out_dir: where to build (default: a temporary folder, removed afterwards)."""
     device = _resolve_device(device)
+    if n is None:  # a build whose cells are bigger than CHUNK is timed whole, not projected
+        n = 512 if cell_size(device, 32, 32) == CHUNK else full_size
     images = synthetic_images(n, seed=seed)
     labels = np.arange(n) % 10
     allocator_tuned = keep_freed_memory()
@@ -223,6 +249,8 @@ def run_end_to_end(
         "threads": 1,
         "allocator_tuned": allocator_tuned,
         "device": str(device) if device is not None else "cpu",
+        "backend": _backend(device),
+        "cell": summary["chunk"],  # images per seeded cell in the timed build
         "warmup_images": max(1, min(warmup, n)),
         "warmup_seconds": warm,
         "seconds": wall,
@@ -232,7 +260,7 @@ def run_end_to_end(
         "images_total": len(names) * len(severities) * full_size,
         "reference_seconds": REFERENCE_SECONDS,
         "speedup_vs_reference": (REFERENCE_SECONDS / projected) if full_set else None,
-        "target_seconds": 60.0,
+        "target_seconds": _target_seconds(device),
     }
 
 
@@ -252,8 +280,8 @@ def format_table(result: dict) -> str:
 def _projection_line(result: dict) -> str:
     """The projected full CIFAR-10-C time beside the reference and the target."""
     line = (
-        f"projected ({result['images_total']:,} images, 1 thread, {result['device']}): "
-        f"{result['projected_total_seconds']:.1f} s"
+        f"projected ({result['images_total']:,} images, 1 thread, {result['backend']}, "
+        f"cells of {result['cell']}): {result['projected_total_seconds']:.1f} s"
     )
     if result["speedup_vs_reference"] is not None:
         line += (

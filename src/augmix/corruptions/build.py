@@ -6,11 +6,13 @@
 * `build_imagenet_c_folder`: ImageNet-C layout `<root>/<corruption>/<severity>/<wnid>/<file>`,
   JPEG quality 85 with optimize=True (§7.3).
 
-Reproducibility: every (corruption, severity, chunk of CHUNK images) cell has its own NumPy
-generator derived from (seed, corruption index, severity, chunk index), so the bytes depend only
-on the seed, never on the order or subset of corruptions built. Completion: each file is written
-to a temporary name and os.replace'd; `manifest.json` is removed when a build starts and written
-last, so an interrupted build never passes `is_complete`.
+Reproducibility: every (corruption, severity, cell of `cell_size` images) cell has its own NumPy
+generator derived from (seed, corruption index, severity, cell index), so the bytes depend only
+on the seed, never on the order or subset of corruptions built. Cells hold CHUNK images on the
+NumPy path and more on a torch device (`cell_size`); the manifest records the size used. Completion:
+each file is written to a temporary name and os.replace'd; `manifest.json` is removed when a build
+starts and written last, so an interrupted build never passes `is_complete`. In `build_c_set` a
+`BackgroundWriter` thread writes and hashes each part while the next cell is computed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -34,17 +38,21 @@ from .functions import (
     CORRUPTIONS,
     SCALES,
     corrupt,
+    torch_device_type,
 )
 
 __all__ = [
     "CHUNK",
+    "DEVICE_CELL_PIXELS",
     "MANIFEST",
+    "BackgroundWriter",
     "NpyStream",
     "atomic_save_npy",
     "atomic_write_bytes",
     "build_c_set",
     "build_imagenet_c_folder",
     "cell_rng",
+    "cell_size",
     "contact_sheet",
     "corrupt_block",
     "is_complete",
@@ -52,8 +60,15 @@ __all__ = [
     "npy_header",
 ]
 
-CHUNK = 128  # images per seeded cell (part of the output's definition, recorded in the manifest);
-# small blocks also keep the float64 working set in cache, which is 1.5-3x faster than 1000
+CHUNK = 128  # images per seeded cell on the NumPy path (part of the output's definition, recorded
+# in the manifest); small blocks also keep the float64 working set in cache, 1.5-3x faster than 1000
+# Pixels per cell on an accelerator, by device type. Each device cell launches dozens of small
+# kernels and syncs once (the `.cpu()` of its result), so at CHUNK images a GPU spends its time on
+# launches and syncs (~5,900 cells for CIFAR-10-C), not arithmetic: 2**23 pixels is 8192 images at
+# 32x32 (~200 MB per float64 copy), while 224x224 stays at CHUNK. CPU torch is not listed and keeps
+# CHUNK: there, fresh 200 MB temporaries cost more page faults than the launches they save (3.3x
+# slower measured).
+DEVICE_CELL_PIXELS = {"cuda": 2**23}
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -184,6 +199,56 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> str:
         return w.commit()
 
 
+class BackgroundWriter:
+    """Call `write(part)` for every `put(part)`, in order, on one thread fed through a bounded
+    queue, so that the caller computes (on a GPU: launches and waits for) the next cell while this
+    part is written and hashed; file writes and hashlib release the GIL. The bytes are those of
+    calling `write` directly.
+
+    A context manager; leaving it always joins the thread. An error on the writer thread is
+    raised in the caller at its next `put` or on leaving; an error in the caller makes the thread
+    drop what is still queued. After an error the thread keeps taking parts off the queue, so a
+    `put` never blocks for good."""
+
+    _DONE = object()
+
+    def __init__(self, write: Callable[[np.ndarray], None], depth: int = 3):
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._dropping = False
+        self._thread = threading.Thread(
+            target=self._run, name="augmix-npy-writer", daemon=True
+        )
+
+    def _run(self) -> None:
+        while (part := self._queue.get()) is not self._DONE:
+            if self._error is None and not self._dropping:
+                try:
+                    self._write(part)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, part: np.ndarray) -> None:
+        self._raise_error()
+        self._queue.put(part)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._dropping = exc_type is not None
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if exc_type is None:
+            self._raise_error()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -205,6 +270,26 @@ def cell_rng(seed: int, name: str, severity: int, chunk: int) -> np.random.Gener
     )
 
 
+def cell_size(device, height: int, width: int) -> int:
+    """Images per seeded cell: CHUNK on the NumPy path (device None) and on device types without
+    a budget; on an accelerator as many images as fit its DEVICE_CELL_PIXELS, rounded down to a
+    multiple of CHUNK and never below it. One size per build: a corruption without a torch path
+    (spatter) uses the same cells."""
+    budget = None if device is None else DEVICE_CELL_PIXELS.get(torch_device_type(device))
+    if budget is None:
+        return CHUNK
+    fit = budget // max(1, int(height) * int(width))
+    return max(CHUNK, fit - fit % CHUNK)
+
+
+def _resolve_chunk(images: np.ndarray, device, chunk: int | None) -> int:
+    if chunk is None:
+        return cell_size(device, images.shape[1], images.shape[2])
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be a positive number of images, got {chunk!r}")
+    return int(chunk)
+
+
 def iter_block(
     images: np.ndarray,
     name: str,
@@ -213,14 +298,16 @@ def iter_block(
     *,
     table: str = "cifar",
     device=None,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
 ):
     """Yield (start, corrupted chunk) for all images at one severity, chunk by chunk, each chunk
-    with its own seeded generator (the cell of `cell_rng`)."""
+    with its own seeded generator (the cell of `cell_rng`). chunk: images per cell (default
+    `cell_size(device, H, W)`)."""
     if name not in CORRUPTIONS:
         raise KeyError(
             f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}"
         )
+    chunk = _resolve_chunk(images, device, chunk)
     for k, start in enumerate(range(0, images.shape[0], chunk)):
         part = images[start : start + chunk]
         rng = cell_rng(seed, name, severity, k)
@@ -235,9 +322,10 @@ def corrupt_block(
     *,
     table: str = "cifar",
     device=None,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
 ) -> np.ndarray:
-    """Corrupt all images at one severity, chunk by chunk, each chunk with its own seeded generator."""
+    """Corrupt all images at one severity, chunk by chunk, each chunk with its own seeded generator
+    (chunk: images per cell, default `cell_size(device, H, W)`)."""
     if name not in CORRUPTIONS:
         raise KeyError(
             f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}"
@@ -362,6 +450,7 @@ def build_c_set(
     files, seconds = {}, {}
     sheet_rows = {}
     n = images.shape[0]
+    cell = cell_size(device, images.shape[1], images.shape[2])
     for name in names:
         # Streamed: each chunk goes to the file (and the hash) as soon as it is made, so no
         # (5N, H, W, 3) array is ever allocated (fresh memory is slow to fault in on our VM).
@@ -369,15 +458,16 @@ def build_c_set(
         shape = (len(sev) * n,) + images.shape[1:]
         firsts = []
         with NpyStream(out / f"{name}.npy", shape, np.uint8) as w:
-            for s in sev:
-                for start, part in iter_block(
-                    images, name, s, seed, table=table, device=device
-                ):
-                    if start == 0:
-                        firsts.append(part[0].copy())
-                    w.write(part)
-                if progress is not None:
-                    progress(name, s)
+            with BackgroundWriter(w.write) as writer:  # joined before the commit
+                for s in sev:
+                    for start, part in iter_block(
+                        images, name, s, seed, table=table, device=device, chunk=cell
+                    ):
+                        if start == 0:
+                            firsts.append(part[0].copy())
+                        writer.put(part)
+                    if progress is not None:
+                        progress(name, s)
             files[f"{name}.npy"] = {
                 "sha256": w.commit(),
                 "shape": list(shape),
@@ -406,13 +496,16 @@ def build_c_set(
         "format": "cifar-c",
         "format_version": FORMAT_VERSION,
         "seed": int(seed),
-        "chunk": CHUNK,
+        "chunk": cell,  # images per seeded cell: part of what the bytes depend on
         "table": table,
         "names": names,
         "severities": sev,
         "n_images": int(images.shape[0]),
         "files": files,
     }
+    # device builds have their own random streams (torch_backend)
+    if device is not None:
+        manifest["device_type"] = torch_device_type(device)
     atomic_write_bytes(
         manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
     )
@@ -484,11 +577,14 @@ def build_imagenet_c_folder(
         manifest_path.unlink()
     t0 = time.perf_counter()
     count = 0
+    cell = cell_size(device, images.shape[1], images.shape[2])
     import io
 
     for name in names:
         for s in sev:
-            block = corrupt_block(images, name, s, seed, table=table, device=device)
+            block = corrupt_block(
+                images, name, s, seed, table=table, device=device, chunk=cell
+            )
             for img, wnid, fname in zip(block, wnids, file_names):
                 folder = root / name / str(s) / wnid
                 folder.mkdir(parents=True, exist_ok=True)
@@ -502,13 +598,15 @@ def build_imagenet_c_folder(
         "format": "imagenet-c",
         "format_version": FORMAT_VERSION,
         "seed": int(seed),
-        "chunk": CHUNK,
+        "chunk": cell,
         "table": table,
         "names": names,
         "severities": sev,
         "n_images": int(images.shape[0]),
         "files": {},
     }
+    if device is not None:
+        manifest["device_type"] = torch_device_type(device)
     atomic_write_bytes(
         manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
     )

@@ -1,0 +1,245 @@
+"""Device builds (issue #4, GPU target): the cell-size rule, seeded CPU-torch builds with device
+cells, the background writer (same bytes as writing directly), and failures in either thread
+leaving no partial file, no manifest and no thread behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from augmix.corruptions import build as B
+from augmix.corruptions.bench import synthetic_images
+
+# device cells in these tests: 300 images make one full cell and a short one
+SMALL_CELL = 256
+
+
+@pytest.fixture
+def small_device_cells(monkeypatch):
+    monkeypatch.setitem(B.DEVICE_CELL_PIXELS, "cpu", SMALL_CELL * 32 * 32)  # CPU torch as an accelerator
+    return SMALL_CELL
+
+
+@pytest.fixture(scope="module")
+def data():
+    imgs = synthetic_images(300, seed=5)
+    return imgs, np.arange(len(imgs)) % 10
+
+
+def _no_temporaries(folder) -> bool:
+    return not list(folder.glob(".*tmp"))
+
+
+# ----------------------------------------------------------------------------------------------
+# cell size
+
+
+def test_cell_size_rule():
+    assert B.cell_size(None, 32, 32) == B.CHUNK == 128  # the NumPy path keeps its cells
+    assert B.cell_size(None, 224, 224) == 128
+    assert B.cell_size("cpu", 32, 32) == 128  # CPU torch: big cells fault in more than they save
+    assert B.cell_size("cuda", 32, 32) == 8192
+    # 167 fit at 224x224: rounded down to a multiple of CHUNK, never below it
+    assert B.cell_size("cuda:0", 224, 224) == 128
+    assert B.cell_size("cuda", 64, 64) == 2048
+    assert B.cell_size("cuda", 100, 100) == 768  # 838 fit: a multiple of CHUNK
+    assert B.cell_size("cuda", 4096, 4096) == 128
+
+
+def test_cell_size_follows_the_budget(small_device_cells):
+    assert B.cell_size("cpu", 32, 32) == small_device_cells
+    assert B.cell_size(None, 32, 32) == B.CHUNK
+
+
+# ----------------------------------------------------------------------------------------------
+# seeded device builds
+
+
+def test_device_build_is_reproducible_and_records_its_cells(
+    data, tmp_path, small_device_cells
+):
+    imgs, labels = data
+    names, sev = ["gaussian_noise", "contrast"], (1, 4)
+    kw = {"names": names, "severities": sev, "seed": 7, "device": "cpu"}
+    first = B.build_c_set(imgs, labels, tmp_path / "a", **kw)
+    B.build_c_set(imgs, labels, tmp_path / "b", **kw)
+    for name in names + ["labels"]:
+        a = (tmp_path / "a" / f"{name}.npy").read_bytes()
+        assert a == (tmp_path / "b" / f"{name}.npy").read_bytes(), name
+    manifest = json.loads((tmp_path / "a" / B.MANIFEST).read_text())
+    assert manifest["chunk"] == first["chunk"] == small_device_cells
+    assert manifest["device_type"] == "cpu"
+    assert B.is_complete(tmp_path / "a", deep=True)
+    # The rows are the blocks of the same cells; 128-image cells would draw other noise.
+    noisy = np.load(tmp_path / "a" / "gaussian_noise.npy")
+    for i, s in enumerate(sev):
+        block = noisy[i * len(imgs) : (i + 1) * len(imgs)]
+        assert np.array_equal(
+            block, B.corrupt_block(imgs, "gaussian_noise", s, 7, device="cpu")
+        )
+        assert not np.array_equal(
+            block,
+            B.corrupt_block(imgs, "gaussian_noise", s, 7, device="cpu", chunk=B.CHUNK),
+        )
+
+
+def test_numpy_build_manifest_is_unchanged(data, tmp_path):
+    imgs, labels = data
+    B.build_c_set(imgs[:8], labels[:8], tmp_path, names=["contrast"], seed=1)
+    manifest = json.loads((tmp_path / B.MANIFEST).read_text())
+    assert manifest["chunk"] == B.CHUNK and "device_type" not in manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# the background writer
+
+
+def _parts(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sizes = [5, 128, 1, 64, 0, 33]
+    return [rng.integers(0, 256, (k, 8, 8, 3), dtype=np.uint8) for k in sizes]
+
+
+def test_background_writer_equals_direct_write(tmp_path):
+    parts = _parts()
+    shape = (sum(len(p) for p in parts), 8, 8, 3)
+    with B.NpyStream(tmp_path / "direct.npy", shape, np.uint8) as w:
+        for p in parts:
+            w.write(p)
+        direct = w.commit()
+    with B.NpyStream(tmp_path / "queued.npy", shape, np.uint8) as w:
+        with B.BackgroundWriter(w.write, depth=2) as writer:
+            for p in parts:
+                writer.put(p)
+        queued = w.commit()
+    data = (tmp_path / "queued.npy").read_bytes()
+    assert data == (tmp_path / "direct.npy").read_bytes()
+    buf = io.BytesIO()
+    np.save(buf, np.concatenate(parts))
+    assert data == buf.getvalue()
+    assert queued == direct == hashlib.sha256(data).hexdigest()
+
+
+def test_background_writer_hands_its_error_to_the_caller():
+    before = threading.active_count()
+    written = []
+
+    def write(part):
+        if len(written) == 2:
+            raise OSError("disk full")
+        written.append(part)
+
+    with (
+        pytest.raises(OSError, match="disk full"),
+        B.BackgroundWriter(write, depth=2) as writer,
+    ):
+        for p in _parts() * 3:  # more parts than the queue holds: put must not block
+            writer.put(p)
+    assert len(written) == 2
+    assert threading.active_count() == before
+
+
+def test_background_writer_stops_on_a_caller_error():
+    before = threading.active_count()
+    written = []
+    with (
+        pytest.raises(RuntimeError, match="caller"),
+        B.BackgroundWriter(written.append) as writer,
+    ):
+        writer.put(np.zeros(1, np.uint8))
+        raise RuntimeError("caller")
+    assert threading.active_count() == before and len(written) <= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# failures mid-build
+
+
+def _complete_build(imgs, labels, folder):
+    B.build_c_set(imgs[:8], labels[:8], folder, names=["contrast"], seed=1)
+    assert B.is_complete(folder)
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_failing_corruption_leaves_no_partial_file(
+    data, tmp_path, monkeypatch, small_device_cells, device
+):
+    imgs, labels = data
+    _complete_build(imgs, labels, tmp_path)  # its manifest must go too
+    real = B.corrupt
+    cells = []
+
+    def corrupt(part, name, severity, rng, **kw):
+        if name == "gaussian_noise":
+            cells.append(len(part))
+            if len(cells) == 3:  # a later cell: earlier parts are queued or written
+                raise RuntimeError("corruption failed")
+        return real(part, name, severity, rng, **kw)
+
+    monkeypatch.setattr(B, "corrupt", corrupt)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="corruption failed"):
+        B.build_c_set(
+            imgs,
+            labels,
+            tmp_path,
+            names=["contrast", "gaussian_noise", "brightness"],
+            severities=(1, 2),
+            seed=3,
+            device=device,
+        )
+    assert cells[:2] == ([256, 44] if device else [128, 128])
+    assert threading.active_count() == before
+    assert not (tmp_path / B.MANIFEST).exists() and not B.is_complete(tmp_path)
+    assert not (tmp_path / "gaussian_noise.npy").exists()
+    assert not (tmp_path / "brightness.npy").exists()
+    assert _no_temporaries(tmp_path)
+
+
+def test_failing_write_leaves_no_partial_file(data, tmp_path, monkeypatch):
+    imgs, labels = data
+    _complete_build(imgs, labels, tmp_path)
+    real = B.NpyStream.write
+    calls = []
+
+    def write(self, array):
+        if self.path.name == "gaussian_noise.npy":
+            calls.append(threading.current_thread().name)
+            if len(calls) == 2:
+                raise OSError("disk full")
+        real(self, array)
+
+    monkeypatch.setattr(B.NpyStream, "write", write)
+    before = threading.active_count()
+    with pytest.raises(OSError, match="disk full"):
+        B.build_c_set(
+            imgs,
+            labels,
+            tmp_path,
+            names=["contrast", "gaussian_noise"],
+            severities=(1, 2),
+            seed=3,
+        )
+    assert calls == ["augmix-npy-writer"] * 2  # written on the writer thread
+    assert threading.active_count() == before
+    assert not (tmp_path / B.MANIFEST).exists()
+    assert not (tmp_path / "gaussian_noise.npy").exists()
+    assert _no_temporaries(tmp_path)
+
+
+def test_host_pieces_is_one_copy_of_equal_pieces():
+    """The CUDA JPEG path moves the encoded images to the host with one copy per cell."""
+    import torch
+
+    from augmix.corruptions.torch_backend import host_pieces
+
+    pieces = [torch.arange(k, dtype=torch.uint8) + k for k in (3, 1, 7)]
+    out = host_pieces(pieces)
+    assert [p.tolist() for p in out] == [p.tolist() for p in pieces]
+    assert out[1].untyped_storage().data_ptr() == out[2].untyped_storage().data_ptr()
+    assert host_pieces([]) == []
