@@ -12,7 +12,7 @@ import yaml
 from augmix import config, data
 from augmix.train import cosine_factor, derive_seed, train
 
-from conftest import SMOKE_PARAMS
+from conftest import REPO, SMOKE_PARAMS
 
 RAW = yaml.safe_load(SMOKE_PARAMS.read_text())
 
@@ -168,3 +168,40 @@ def test_cuda_training_steps_never_wait_for_the_device():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert seen == 96 and torch.isfinite(loss_sum).item()
+
+
+@pytest.mark.slow  # a real inductor compilation (C++ on CPU): about 25 s
+def test_compiled_first_shape_runs_other_shapes_eagerly():
+    """Full batches go through one static-shape compiled graph; the short last batch runs eagerly
+    (no second compilation), and both give the model's own outputs."""
+    from torch._dynamo.utils import counters
+
+    from augmix.train import CompiledFirstShape
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU())
+    fwd = CompiledFirstShape(model, "default")
+    full, short = torch.randn(8, 6), torch.randn(3, 6)
+    for x in (full, short, full, short):
+        torch.testing.assert_close(fwd(x), model(x))
+    assert fwd.shape == full.shape
+    assert counters["stats"]["unique_graphs"] == 1  # compiled once, for the full batch only
+
+
+def test_gpu_timing_script_trains_for_real_and_reports_the_wall_time(tmp_path):
+    """workflow/scripts/gpu_measure.sh train100 (the #5 figure) at a CPU-sized scale."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    proc = subprocess.run(["bash", str(REPO / "workflow/scripts/gpu_measure.sh"), "train100", "--epochs", "2",
+                           "--arch", "wrn16_1", "--n-train", "96", "--n-test", "32", "--no-compile"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 2 and summary["n_train"] == 96 and summary["arch"] == "wrn16_1"
+    assert summary["wall_s_from_start"] >= summary["seconds"] > 0
+    assert (tmp_path / "train100.log").read_text().count("\n2,") == 1  # the per-epoch log is kept

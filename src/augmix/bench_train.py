@@ -48,7 +48,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
         epochs: int = 100, params_file: str = "params.yaml") -> dict[str, Any]:
     from augmix import config
     from augmix.models import build_model
-    from augmix.train import Data, TensorSource, pick_device, train_epoch
+    from augmix.train import CompiledFirstShape, Data, TensorSource, pick_device, train_epoch
     from augmix.training_methods import AUGMIX_METHODS, all_methods, method_hparams
 
     if quick:
@@ -76,7 +76,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
     model = build_model(arch, 10).to(dev)
     if params.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    fwd = torch.compile(model, mode=params.train.compile_mode, dynamic=False) if compile else model
+    fwd = CompiledFirstShape(model, params.train.compile_mode) if compile else model
     o = params.optim
     opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                           weight_decay=5e-4, **({"fused": True} if cuda else {}))
@@ -96,7 +96,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
 
     model.train()
     warm = order(0)
-    steps_of(0, warm[:warmup] + warm[-1:])  # compile, autotune, capture: both batch shapes of an epoch
+    steps_of(0, warm[:warmup] + warm[-1:])  # compile, autotune, capture; and the eager short batch
     with _Timer(dev) as aug:
         batches = source.batches(1, order(1))  # the epoch's views, made up front
     with _Timer(dev) as timed:
