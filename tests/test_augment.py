@@ -259,25 +259,32 @@ def test_base_transform_batch():
 # --------------------------------------------------------------------------- PIL path
 
 
+def restated_reference(img: Image.Image, seed: int, severity: float, fill: int = 0) -> torch.Tensor:
+    """REF `aug` re-stated with its own draws, mixed in normalised space (Normalize(0.5, 0.5));
+    `fill` is REF-#3's grey for shear and translate (0: the committed reference)."""
+    g = np.random.default_rng(seed)
+    pre = lambda im: (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+    ws = np.float32(g.dirichlet([1.0] * 3))
+    m = np.float32(g.beta(1.0, 1.0))
+    mix = torch.zeros(3, SIZE, SIZE)
+    names = list(ops.OPS)
+    for w in ws:
+        im = img.copy()
+        for _ in range(g.integers(1, 4)):
+            name = names[g.integers(len(names))]
+            kw = {"fill": fill} if fill and name in ops.AFFINE_FILL_OPS else {}
+            im = ops.OPS[name](im, severity, g, SIZE, **kw)
+        mix += float(w) * pre(im)
+    return (1 - float(m)) * pre(img) + float(m) * mix
+
+
 def test_pil_path_matches_restated_reference():
     """augment_and_mix_pil equals REF `aug` re-stated here, mixed in normalised space."""
     x = smooth_batch(6)
     for i in range(6):
         img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
         ours = augment_and_mix_pil(img, np.random.default_rng(i), image_size=SIZE)
-        g = np.random.default_rng(i)
-        pre = lambda im: (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
-        ws = np.float32(g.dirichlet([1.0] * 3))
-        m = np.float32(g.beta(1.0, 1.0))
-        mix = torch.zeros(3, SIZE, SIZE)
-        names = list(ops.OPS)
-        for w in ws:
-            im = img.copy()
-            for _ in range(g.integers(1, 4)):
-                im = ops.OPS[names[g.integers(len(names))]](im, 3, g, SIZE)
-            mix += float(w) * pre(im)
-        ref = (1 - float(m)) * pre(img) + float(m) * mix  # REF mixes after Normalize(0.5, 0.5)
-        torch.testing.assert_close((ours - 0.5) / 0.5, ref, atol=1e-6, rtol=0)
+        torch.testing.assert_close((ours - 0.5) / 0.5, restated_reference(img, i, 3), atol=1e-6, rtol=0)
 
 
 def test_pil_path_rejects_wrong_size():
@@ -345,7 +352,7 @@ def test_make_views_into_a_given_buffer_equals_a_fresh_one(jsd):
 # --------------------------------------------------------------------------- affine fill
 # REF-#3 (the released ImageNet weights, augmix.md §6): shear and translate fill 128; rotate 0.
 
-AFFINE = ("shear_x", "shear_y", "translate_x", "translate_y")
+AFFINE = ops.AFFINE_FILL_OPS
 
 
 def test_fill_leaves_non_affine_ops_and_rotate_alone():
@@ -419,20 +426,9 @@ def test_pil_path_with_fill_matches_restated_reference():
         img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
         ours = augment_and_mix_pil(img, np.random.default_rng(i), severity=10, image_size=SIZE,
                                    affine_fill=128)  # fmt: skip
-        g = np.random.default_rng(i)
-        ws = np.float32(g.dirichlet([1.0] * 3))
-        m = np.float32(g.beta(1.0, 1.0))
-        mix = torch.zeros(3, SIZE, SIZE)
-        names = list(ops.OPS)
-        for w in ws:
-            im = img.copy()
-            for _ in range(g.integers(1, 4)):
-                name = names[g.integers(len(names))]
-                kw = {"fill": 128} if name in AFFINE else {}
-                im = ops.OPS[name](im, 10, g, SIZE, **kw)
-            mix += float(w) * torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255
-        ref = (1 - float(m)) * x[i].float() / 255 + float(m) * mix
-        torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
+        ref = restated_reference(img, i, 10, fill=128)
+        torch.testing.assert_close((ours - 0.5) / 0.5, ref, atol=1e-6, rtol=0)
+        assert not torch.equal(ref, restated_reference(img, i, 10))  # the fill shows at severity 10
 
 
 def test_make_views_fill_on_both_backends():
