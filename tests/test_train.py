@@ -109,7 +109,8 @@ def _synthetic_source(method, n=40, device="cpu"):
 
     params = _params()
     hp = method_hparams(params, method, torch.device(device))
-    hp["backend"] = "tensor"
+    if "backend" in hp:  # AugMix: the batched path, as on a GPU
+        hp["backend"] = "tensor"
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
     y = torch.randint(0, 10, (n,), generator=g).to(device)
@@ -205,3 +206,30 @@ def test_gpu_timing_script_trains_for_real_and_reports_the_wall_time(tmp_path):
     assert summary["epochs"] == 2 and summary["n_train"] == 96 and summary["arch"] == "wrn16_1"
     assert summary["wall_s_from_start"] >= summary["seconds"] > 0
     assert (tmp_path / "train100.log").read_text().count("\n2,") == 1  # the per-epoch log is kept
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", ["standard", "cutout", "mixup", "cutmix", "autoaugment", "pgd", "fmix", "augmix",
+                                    "augmix_nojsd"])
+def test_every_method_trains_with_cuda_graphs(method):
+    """`train.compile` with compile_mode reduce-overhead (CUDA graphs) under bf16 autocast, as the
+    paper config would run it: full batches through the captured graph, the short one eagerly.
+    PGD calls the model several times per step, which CUDA-graph trees must allow."""
+    from augmix.models import build_model
+    from augmix.train import CompiledFirstShape, train_epoch
+    from augmix.training_methods import all_methods
+
+    source, hp = _synthetic_source(method, n=80, device="cuda")
+    if method == "pgd":
+        hp["steps"] = 2
+    model = build_model("wrn16_1", 10).cuda().to(memory_format=torch.channels_last).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    fwd = CompiledFirstShape(model, "reduce-overhead")
+    for epoch in range(2):  # the second epoch replays the captured graph
+        loss_sum, seen = train_epoch(fwd, opt, sched, source.batches(epoch, list(torch.arange(80).split(32))),
+                                     all_methods()[method], hp, seed=0, epoch=epoch,
+                                     autocast=torch.autocast("cuda", dtype=torch.bfloat16), device=torch.device("cuda"))
+        assert seen == 80 and torch.isfinite(loss_sum).item()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
