@@ -241,6 +241,24 @@ def test_perturbation_table_plain_mean_on_cifar(built):
     assert fp.ours == pytest.approx(built["fp"]["rotate"])
 
 
+@pytest.mark.parametrize("kind", ["cifar", "imagenet"])
+def test_mean_flip_probability_averages_the_kinds_test_perturbations(kind):
+    """CIFAR-P averages cifar-p-eval.py's ten (spatter, no snow); ImageNet-P its ten test
+    perturbations (snow, no spatter: spatter is a validation one). corruptions.md §8.1."""
+    averaged = metrics.P_PERTURBATIONS_BY_KIND[kind]
+    other = {"cifar": "snow", "imagenet": "spatter"}[kind]
+    assert len(averaged) == 10 and other not in averaged
+    fp = {p: 0.1 * (i + 1) for i, p in enumerate(averaged)}
+    pp = pd.DataFrame({"perturbation": [*fp, other], "flip_prob": [*fp.values(), 5.0],
+                       "top5_dist": [1.0] * 11})
+    found = {name: (value, complete) for name, value, complete in report._perturbation_metrics(pp, kind)}
+    assert found["mfp"] == (pytest.approx(0.55), True)  # the extra sequence is reported, not averaged
+    assert found[f"fp_{other}"][0] == 5.0
+    pp = pp[pp.perturbation != averaged[4]]  # one of the ten missing: flagged incomplete
+    found = {name: (value, complete) for name, value, complete in report._perturbation_metrics(pp, kind)}
+    assert found["mfp"][1] is False
+
+
 def test_calibration_both_modes_from_predictions(built):
     pr = built["preds"]
     for mode in metrics.CALIB_MODES:

@@ -38,14 +38,23 @@ EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
 
 # The 10 perturbations of hendrycks/robustness ``ImageNet-P/cifar-p-eval.py`` (CIFAR-10-P/100-P,
-# difficulty 1; metrics.md §3.1). The same ten names lead the ``--perturbation`` choices of
-# ``ImageNet-P/test.py``; that ImageNet-P's test split is exactly these ten is [inferred].
-P_PERTURBATIONS: tuple[str, ...] = (
+# difficulty 1; metrics.md §3.1, corruptions.md §8.1): spatter stands in for snow.
+CIFAR_P_PERTURBATIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter",
     "brightness", "translate", "rotate", "tilt", "scale",
 )
-CIFAR_P_PERTURBATIONS = P_PERTURBATIONS
-IMAGENET_P_PERTURBATIONS = P_PERTURBATIONS
+# ImageNet-P's 10 test perturbations (ROB make_imagenet_p.py, "Test Data"; corruptions.md §8.1):
+# snow is a test perturbation there and spatter a validation one. mFR and mT5D average over these.
+IMAGENET_P_PERTURBATIONS: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow",
+    "brightness", "translate", "rotate", "tilt", "scale",
+)
+# The perturbations each dataset kind ("cifar", "imagenet") averages over.
+P_PERTURBATIONS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "cifar": CIFAR_P_PERTURBATIONS,
+    "imagenet": IMAGENET_P_PERTURBATIONS,
+}
+P_PERTURBATIONS = CIFAR_P_PERTURBATIONS  # the default of the mean functions below
 
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 # fmt: on

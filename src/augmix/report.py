@@ -407,8 +407,9 @@ def _perturbation_metrics(pp: pd.DataFrame, kind: str) -> list[tuple[str, float,
     ]
     fp = dict(zip(pp.perturbation, pp.flip_prob.astype(float)))
     t5 = dict(zip(pp.perturbation, pp.top5_dist.astype(float)))
-    names = [p for p in metrics.P_PERTURBATIONS if p in fp] or list(fp)
-    complete = len(names) == len(metrics.P_PERTURBATIONS)
+    averaged = metrics.P_PERTURBATIONS_BY_KIND[kind]
+    names = [p for p in averaged if p in fp] or list(fp)
+    complete = len(names) == len(averaged)
     mfp = metrics.mean_flip_rate(fp, perturbations=names)
     out.append(("mfp", mfp, complete))
     t5_names = [p for p in names if not math.isnan(t5[p])]
@@ -712,7 +713,8 @@ def build_tables(
         fp_cols = [
             "fp_" + p
             for p in _order(
-                [k[3:] for k in present if k.startswith("fp_")], metrics.P_PERTURBATIONS
+                [k[3:] for k in present if k.startswith("fp_")],
+                metrics.P_PERTURBATIONS_BY_KIND[dataset_kind(d)],
             )
         ]
         if fp_cols:
