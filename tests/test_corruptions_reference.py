@@ -122,32 +122,20 @@ def test_zoom_factor_lists():
         "imagenet": [1.11, 1.15, 1.20, 1.24, 1.30],
     }
     for table in counts:
-        h = F.SCALES[table]
         for s in range(1, 6):
-            m = F.zoom_sum_operator(table, s) if h == 32 else None
-            n = {
-                "cifar": [
-                    (1, 1.06, 0.01),
-                    (1, 1.11, 0.01),
-                    (1, 1.16, 0.01),
-                    (1, 1.21, 0.01),
-                    (1, 1.26, 0.01),
-                ],
-                "imagenet": [
-                    (1, 1.11, 0.01),
-                    (1, 1.16, 0.01),
-                    (1, 1.21, 0.02),
-                    (1, 1.26, 0.02),
-                    (1, 1.31, 0.03),
-                ],
-            }[table][s - 1]
-            f = F._zoom_factors(table, s, {table: [n] * 5})
-            assert len(f) == counts[table][s - 1]
+            f = F.zoom_factors(table, s)
+            assert len(f) == counts[table][s - 1] and f[0] == 1.0
             assert f[-1] == pytest.approx(last[table][s - 1])
-            if (
-                m is not None
-            ):  # each zoom preserves constants: rows sum to the number of factors
-                assert m[1] == len(f) and np.allclose(m[0].sum(1), len(f))
+
+
+@pytest.mark.parametrize("h, factor", [(32, 1.0), (32, 1.06), (32, 1.25), (224, 1.13), (224, 1.3)])
+def test_zoom_taps_are_the_clipped_zoom(h, factor):
+    """The 4 taps per pixel reproduce B @ X @ B.T, and each pixel's weights sum to 1."""
+    taps, weights = F.zoom_taps(h, factor)
+    img = np.random.default_rng(1).uniform(size=(h, h))
+    b = F.clipped_zoom_matrix(h, factor)
+    np.testing.assert_allclose((img.reshape(-1)[taps] * weights).sum(1), (b @ img @ b.T).reshape(-1), atol=1e-12)
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-12)
 
 
 def test_bad_input_raises(imgs):
@@ -337,25 +325,33 @@ def test_motion_blur_angles(imgs, s):
         assert np.array_equal(ours[i], ref)
 
 
+def _zoom_blur_ref(img, c):
+    """REF zoom_blur: float32 x, each clipped zoom float32, summed with += into a float32 array."""
+    x = (np.array(img) / 255.0).astype(np.float32)
+    out = np.zeros_like(x)
+    for z in c:
+        out += _clipped_zoom(x, z)
+    return _u8(np.clip((x + out) / (len(c) + 1), 0, 1) * 255)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4, 5])
+def test_zoom_blur_cifar_is_the_reference_bit_for_bit(imgs, s):
+    c = np.arange(1, [1.06, 1.11, 1.16, 1.21, 1.26][s - 1], 0.01)
+    more = np.random.default_rng(s).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    batch = np.concatenate([imgs, more])
+    ours = F.zoom_blur(batch, s)
+    for i, img in enumerate(batch):
+        assert np.array_equal(ours[i], _zoom_blur_ref(img, c)), i
+
+
 @pytest.mark.parametrize("s", [1, 5])
-def test_zoom_blur(imgs, s):
-    c = [
-        np.arange(1, 1.06, 0.01),
-        np.arange(1, 1.11, 0.01),
-        np.arange(1, 1.16, 0.01),
-        np.arange(1, 1.21, 0.01),
-        np.arange(1, 1.26, 0.01),
-    ][s - 1]
-    ours = F.zoom_blur(imgs, s)
-    for i, img in enumerate(imgs):
-        x = (np.array(img) / 255.0).astype(np.float32)
-        out = np.zeros_like(x)
-        for z in c:
-            out += _clipped_zoom(x, z)
-        ref = _u8(np.clip((x + out) / (len(c) + 1), 0, 1) * 255)
-        _agree(
-            ours[i], ref
-        )  # float32 GEMM vs SciPy's summation order: rare 1-level truncation flips
+def test_zoom_blur_imagenet_is_the_reference_bit_for_bit(s):
+    c = np.arange(1, [1.11, 1.16, 1.21, 1.26, 1.31][s - 1], [0.01, 0.01, 0.02, 0.02, 0.03][s - 1])
+    batch = np.stack([synthetic_images(1, size=224, seed=5)[0],
+                      np.random.default_rng(2).integers(0, 256, (224, 224, 3), dtype=np.uint8)])
+    ours = F.zoom_blur(batch, s, table="imagenet")
+    for i, img in enumerate(batch):
+        assert np.array_equal(ours[i], _zoom_blur_ref(img, c)), i
 
 
 # ----------------------------------------------------------------------------------------------
