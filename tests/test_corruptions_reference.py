@@ -229,16 +229,22 @@ def test_disk_kernel_shapes():
     assert k[8, 8] > 0.19 and k[7, 8] > 0.19 and k[7, 7] < 0.01
 
 
+ALL_DISKS = [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1),  # CIFAR
+             (3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)]  # ImageNet
+
+
 @needs_cv2
-@pytest.mark.parametrize("r,a", [(0.3, 0.4), (1, 0.2), (1.5, 0.1), (8, 0.5), (10, 0.5)])
-def test_disk_kernel_matches_opencv(r, a):
-    grid, ks = (np.arange(-8, 9), (3, 3)) if r <= 8 else (np.arange(-r, r + 1), (5, 5))
-    xx, yy = np.meshgrid(grid, grid)
+@pytest.mark.parametrize("r,a", ALL_DISKS)
+def test_disk_kernel_is_the_reference_bit_for_bit(r, a):
+    """REF disk(): aliased disk on an arange grid, then cv2.GaussianBlur (spec §2.1, §12)."""
+    if r <= 8:
+        L, ks = np.arange(-8, 8 + 1), (3, 3)
+    else:
+        L, ks = np.arange(-r, r + 1), (5, 5)
+    xx, yy = np.meshgrid(L, L)
     d = np.array((xx**2 + yy**2) <= r**2, dtype=np.float32)
     d /= np.sum(d)
-    np.testing.assert_allclose(
-        F.disk_kernel(r, a), cv2.GaussianBlur(d, ksize=ks, sigmaX=a), atol=1e-8
-    )
+    assert np.array_equal(F.disk_kernel(r, a), cv2.GaussianBlur(d, ksize=ks, sigmaX=a))
 
 
 @pytest.mark.parametrize("s", [1, 4, 5])
@@ -254,6 +260,21 @@ def test_defocus_blur(imgs, s):
             ch = [ndimage.correlate(x[:, :, d], k, mode="mirror") for d in range(3)]
         ref = _u8(np.clip(np.array(ch).transpose((1, 2, 0)), 0, 1) * 255)
         assert np.array_equal(ours[i], ref)
+
+
+@needs_cv2
+@pytest.mark.parametrize("s", [1, 2, 3, 4, 5])
+def test_defocus_blur_imagenet_is_the_reference_bit_for_bit(s):
+    """REF make_imagenet_c.py defocus_blur: cv2.filter2D per channel with the disk kernel."""
+    c = [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)][s - 1]
+    batch = np.stack([synthetic_images(1, size=224, seed=9)[0],
+                      np.random.default_rng(4).integers(0, 256, (224, 224, 3), dtype=np.uint8)])
+    ours = F.defocus_blur(batch, s, table="imagenet")
+    k = F.disk_kernel(*c)
+    for i, img in enumerate(batch):
+        x = np.array(img) / 255.0
+        ref = _u8(np.clip(np.array([cv2.filter2D(x[:, :, d], -1, k) for d in range(3)]).transpose((1, 2, 0)), 0, 1) * 255)
+        assert np.array_equal(ours[i], ref), i
 
 
 def _glass_reference(img, sigma, d, iters, offsets):
