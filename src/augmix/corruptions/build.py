@@ -9,7 +9,11 @@
 Reproducibility: every (corruption, severity, cell of `cell_size` images) cell has its own NumPy
 generator derived from (seed, corruption index, severity, cell index), so the bytes depend only
 on the seed, never on the order or subset of corruptions built. Cells hold CHUNK images on the
-NumPy path and more on a torch device (`cell_size`); the manifest records the size used. Completion:
+NumPy path and more on a torch device (`cell_size`); the manifest records the size used. This is
+coarser than spec §1.3's generator per (corruption, severity, image index): creating a NumPy
+generator costs ~30 us, which for 750,000 images is ~22 s of a 60 s one-core budget; a cell keeps
+the spec's purpose (bytes fixed by the seed, independent of workers and of what else is built) but
+the bytes depend on the cell size and device type, and draws are batched per cell. Completion:
 each file is written to a temporary name and os.replace'd; `manifest.json` is removed when a build
 starts and written last, so an interrupted build never passes `is_complete`. In `build_c_set` a
 `BackgroundWriter` thread writes and hashes each part while the next cell is computed.
