@@ -110,7 +110,10 @@ def test_config_is_frozen_and_digest_tracks_sections():
 def test_method_sections_mirror_the_method_defaults():
     """Every hyperparameter in params.yaml is one the method reads (and vice versa, but implementation switches)."""
     from augmix.methods import DEFAULT_HPARAMS
+    from augmix.training_methods import PER_DATASET_HPARAMS
 
     p = config.load(REPO / "params.yaml")
     for name, section in p.section("methods").items():
-        assert set(section) == set(DEFAULT_HPARAMS[name]) - {"fill", "per_image"}, name
+        per_dataset = PER_DATASET_HPARAMS.get(name, {})
+        assert {replaces for _, replaces in per_dataset.values()} <= set(section), name
+        assert set(section) - set(per_dataset) == set(DEFAULT_HPARAMS[name]) - {"fill", "per_image"}, name

@@ -166,12 +166,14 @@ def test_train_batches_do_not_depend_on_workers_or_batch_split(folder):
 
 
 def test_imagenet_recipe_scales_lr_and_steps_down_at_thirds(folder):
-    from augmix.train import recipe_for
+    from augmix.train import recipe_for, step_decay_factor
 
     r = recipe_for(_params(folder, **{"imagenet.epochs": 90, "imagenet.batch_size": 512}), "imagenet", "resnet50")
     assert r.lr == pytest.approx(0.05 * 2) and not r.nesterov and r.weight_decay == 1e-4  # REF: lr * batch / 256
     spe = 10
     assert [r.factor(e * spe, spe) for e in (0, 29, 30, 59, 60, 89)] == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    # REF: k = epochs // 3, the second drop at 2k; for 200 epochs that is epoch 132, not 133
+    assert [step_decay_factor(e, 200) for e in (65, 66, 131, 132)] == [1.0, 0.1, 0.1, 0.01]
     cifar = recipe_for(_params(folder), "digits", "wrn16_1")
     assert cifar.nesterov and cifar.factor(0, 10) == 1.0 and cifar.schedule == "cosine"
 

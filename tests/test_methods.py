@@ -1,6 +1,7 @@
 """Baseline training methods: one SGD step each, determinism, mixing algebra, masks, PGD bounds."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,6 +215,28 @@ def test_cutout_fills_with_model_mean(tiny):
     METHODS["cutout"](Spy(), batch, {"fill": 1.0}, _gen(0))
     assert set(seen["x"].unique().tolist()) == {0.0, 1.0}
 
+
+@pytest.mark.parametrize("dataset, side", [("cifar10", 16), ("cifar100", 8), ("digits", 16)])
+def test_cutout_hole_side_follows_the_dataset(dataset, side):
+    """params.yaml's published sides (DeVries & Taylor: 16 on CIFAR-10, 8 on CIFAR-100) reach the
+    method, and a hole away from the border is exactly side x side."""
+    from augmix import config
+    from augmix.train import train_hparams
+
+    params = config.load(Path(__file__).parents[1] / "params.yaml")
+    hp = train_hparams(params, dataset, "cutout", torch.device("cpu"))
+    assert hp == {"length": side}
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return torch.zeros(len(x), 10)
+
+    batch = Batch(torch.ones(64, 3, 32, 32), torch.zeros(64, dtype=torch.long), 10)
+    METHODS["cutout"](Spy(), batch, hp, _gen(3))
+    holes = (seen["x"][:, 0] == 0).sum((1, 2))
+    assert holes.max().item() == side * side
 
 # --------------------------------------------------------------------------- autoaugment
 

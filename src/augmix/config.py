@@ -87,7 +87,8 @@ class ArchRecipe:
 
 @dataclass(frozen=True)
 class CutoutParams:
-    length: int = spec(min=1, max=1024)  # square side in pixels (DeVries & Taylor: 16 on CIFAR)
+    length: int = spec(min=1, max=1024)  # square side in pixels (DeVries & Taylor: 16 on CIFAR-10)
+    length_cifar100: int = spec(min=1, max=1024)  # the side on CIFAR-100 (DeVries & Taylor: 8)
 
 
 @dataclass(frozen=True)

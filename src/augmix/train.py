@@ -40,8 +40,10 @@ def cosine_factor(step: int, total: int, floor_ratio: float) -> float:
 
 
 def step_decay_factor(epoch: int, epochs: int) -> float:
-    """REF imagenet.py adjust_learning_rate: x1 before epoch E//3, x0.1 before 2E//3, then x0.01."""
-    return 1.0 if epoch < epochs // 3 else 0.1 if epoch < 2 * epochs // 3 else 0.01
+    """REF imagenet.py adjust_learning_rate: with k = E // 3, x1 before epoch k, x0.1 before 2k
+    (not (2E) // 3: the two differ when E mod 3 == 2), then x0.01."""
+    k = epochs // 3
+    return 1.0 if epoch < k else 0.1 if epoch < 2 * k else 0.01
 
 
 @dataclass(frozen=True)
@@ -262,10 +264,11 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedu
 
 
 def train_hparams(params: Params, dataset: str, method: str, device: torch.device) -> dict[str, Any]:
-    """The method's hyperparameters for this dataset: ImageNet overrides AugMix's severity and fill."""
+    """The method's hyperparameters for this dataset: ImageNet overrides AugMix's severity and fill;
+    CIFAR-100 takes Cutout's smaller hole."""
     from augmix.training_methods import method_hparams
 
-    hp = method_hparams(params, method, device)
+    hp = method_hparams(params, method, device, dataset)
     if dataset in FOLDER_DATASETS and "severity" in hp:
         hp["severity"] = params.imagenet.augmix_severity  # REF imagenet.py: AugMix severity 1
         hp["affine_fill"] = params.imagenet.augmix_fill  # 128: the released weights' code (augmix.md §6)

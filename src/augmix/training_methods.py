@@ -97,8 +97,15 @@ def all_methods() -> dict[str, Callable[..., Any]]:
     return {**METHODS, **AUGMIX_METHODS}
 
 
-def method_hparams(params: Any, method: str, device: torch.device) -> dict[str, Any]:
-    """The hyperparameters a method reads, from its params section."""
+# Published values that depend on the dataset: method -> {params key: (dataset, key it replaces)}.
+# DeVries & Taylor 2017 cut a 16x16 hole on CIFAR-10 and an 8x8 one on CIFAR-100.
+PER_DATASET_HPARAMS: dict[str, dict[str, tuple[str, str]]] = {
+    "cutout": {"length_cifar100": ("cifar100", "length")},
+}
+
+
+def method_hparams(params: Any, method: str, device: torch.device, dataset: str = "cifar10") -> dict[str, Any]:
+    """The hyperparameters a method reads, from its params section, for `dataset`."""
     from augmix.config import to_dict
 
     if method in AUGMIX_METHODS:
@@ -106,4 +113,9 @@ def method_hparams(params: Any, method: str, device: torch.device) -> dict[str, 
         if hp["backend"] == "auto":  # batched tensor path on GPU, reference PIL path on CPU
             hp["backend"] = "tensor" if device.type == "cuda" else "pil"
         return hp
-    return to_dict(getattr(params.methods, method)) if hasattr(params.methods, method) else {}
+    hp = to_dict(getattr(params.methods, method)) if hasattr(params.methods, method) else {}
+    for key, (for_dataset, replaces) in PER_DATASET_HPARAMS.get(method, {}).items():
+        value = hp.pop(key)
+        if dataset == for_dataset:
+            hp[replaces] = value
+    return hp
