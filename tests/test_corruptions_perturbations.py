@@ -141,10 +141,49 @@ def test_zoom_blur_running_mean(imgs):
                 scale=1 + 0.004 * i,
                 shear=[0.0, 0.0],
                 interpolation=InterpolationMode.BILINEAR,
+                center=[16.5, 16.5],  # 2019 torchvision's centre (w/2 + 0.5)
             )
         )
         avg += trn.ToTensor()(z)
         assert np.array_equal(seq[0, i], np.array(trn.ToPILImage()(avg / (i + 1))))
+
+
+@pytest.mark.parametrize("name, frame", [("rotate", {"angle": 7.0}), ("scale", {"scale": 0.8})])
+def test_rotate_and_scale_use_the_2019_centre(imgs, name, frame):
+    """Without shear the 2019 matrix is today's torchvision one about the old centre (w/2 + 0.5)."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    seq = getattr(P, name)(imgs)
+    key = "angle" if name == "rotate" else "scale"
+    i = int(np.flatnonzero(np.isclose(P.PARAMS["cifar"][name][key], frame[key]))[0])
+    for n, img in enumerate(imgs):
+        z = TF.affine(Image.fromarray(img), angle=frame.get("angle", 0.0), translate=[0, 0],
+                      scale=frame.get("scale", 1.0), shear=[0.0, 0.0],
+                      interpolation=InterpolationMode.BILINEAR, center=[16.5, 16.5])
+        assert np.array_equal(seq[n, i], np.array(z))
+
+
+@pytest.mark.parametrize("angle, shear, scale", [(0.0, 15.0, 1.0), (0.0, -9.0, 1.0), (10.0, 5.0, 1.2)])
+def test_affine_2019_matrix_is_the_old_rss_about_the_old_centre(angle, shear, scale):
+    """The inverse of the matrix's linear part is RSS = [[cos a, -sin(a+s)], [sin a, cos(a+s)]] *
+    scale (a shear that also squeezes y by cos s, unlike today's), and the centre is fixed."""
+    a, s = np.radians(angle), np.radians(shear)
+    m = np.array(P.affine_2019_matrix(32, 32, angle, (0, 0), scale, shear)).reshape(2, 3)
+    rss = scale * np.array([[np.cos(a), -np.sin(a + s)], [np.sin(a), np.cos(a + s)]])
+    np.testing.assert_allclose(np.linalg.inv(m[:, :2]), rss, atol=1e-12)
+    np.testing.assert_allclose(m @ [16.5, 16.5, 1.0], [16.5, 16.5], atol=1e-12)
+    shifted = np.array(P.affine_2019_matrix(32, 32, angle, (3, -2), scale, shear)).reshape(2, 3)
+    np.testing.assert_allclose(shifted @ [19.5, 14.5, 1.0], [16.5, 16.5], atol=1e-12)  # T moves the centre
+
+
+def test_shear_frames_are_the_2019_matrix(imgs):
+    seq = P.shear(imgs[:1])
+    img = Image.fromarray(imgs[0])
+    for i in (0, 15, 30):
+        m = P.affine_2019_matrix(32, 32, 0.0, (0, 0), 1.0, i - 15)
+        assert np.array_equal(seq[0, i], np.array(img.transform((32, 32), Image.AFFINE, m, resample=Image.BILINEAR)))
+    assert np.array_equal(seq[0, 15], imgs[0])  # shear 0 is the identity
 
 
 def test_gaussian_blur_and_brightness(imgs):

@@ -268,8 +268,8 @@ def test_geometric_perturbations_act_on_the_whole_image(resized):
     img = resized[0]  # 64 x 85: the crop sees pixels the crop-first order would not
     pil = Image.fromarray(img)
 
-    def tv(**kw):
-        base = {"angle": 0.0, "translate": [0, 0], "scale": 1.0, "shear": [0.0, 0.0]}
+    def tv(**kw):  # about 2019 torchvision's centre (w/2 + 0.5, h/2 + 0.5)
+        base = {"angle": 0.0, "translate": [0, 0], "scale": 1.0, "shear": [0.0, 0.0], "center": [43.0, 32.5]}
         return np.asarray(
             TF.center_crop(TF.affine(pil, **{**base, **kw}), [CROP, CROP])
         )
@@ -287,7 +287,9 @@ def test_geometric_perturbations_act_on_the_whole_image(resized):
         assert np.array_equal(
             sc[i], tv(scale=(i * 2.5 + 40) / 100.0, interpolation=bil)
         )
-        assert np.array_equal(sh[i], tv(shear=[float(i - 15), 0.0], interpolation=bil))
+        old_shear = P.affine_2019_matrix(85, 64, 0.0, (0, 0), 1.0, i - 15)  # not today's shear form
+        sheared = pil.transform((85, 64), Image.AFFINE, old_shear, resample=Image.BILINEAR)
+        assert np.array_equal(sh[i], np.asarray(TF.center_crop(sheared, [CROP, CROP])))
         m = P.tilt_homography(i - 15, 85, 64)
         assert np.array_equal(
             ti[i], P.center_crop(cv2.warpPerspective(img, m, (85, 64)), CROP)

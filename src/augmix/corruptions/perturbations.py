@@ -11,10 +11,10 @@ perturbations act on CenterCrop(crop) of the image; the geometric ones (`FULL_IM
 whole resized image and crop every frame. `crop=None` crops nothing (CIFAR: the reference's
 CenterCrop(32) of a 32x32 frame is the identity). The ImageNet-P writer is in `imagenet_p`.
 
-Geometric ones (zoom_blur, rotate, scale, shear) go through torchvision's functional `affine` on
-PIL images, as the reference does, one image at a time (the reference path); modern torchvision
-argument names (`interpolation`, shear as [s, 0]) and its centre convention are used. Tilt and
-spatter need OpenCV.
+Geometric ones (translate, zoom_blur, rotate, scale, shear) are PIL affine transforms of one image
+at a time with the matrix torchvision's `affine` computed when the sets were made
+(`affine_2019_matrix`: its centre and shear conventions differ from today's). Tilt and spatter
+need OpenCV.
 
 Randomness: `rng` is one NumPy generator for the whole batch, or a sequence of one generator per
 image (what the ImageNet-P build passes, so its bytes do not depend on how images are batched).
@@ -23,6 +23,7 @@ image (what the ImageNet-P build passes, so its bytes do not depend on how image
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -472,31 +473,41 @@ def brightness(images, rng=None, *, difficulty=1, table="cifar", crop=None, draw
 # geometric (on the whole image, every frame then centre-cropped)
 
 
+def affine_2019_matrix(w: int, h: int, angle: float, translate, scale: float, shear: float) -> list[float]:
+    """The inverse affine matrix (PIL `Image.transform` coefficients) that torchvision's PIL
+    `affine` computed in 2018-19 (0.2-0.4), the version that made the -P sets. Quirk kept: today's
+    torchvision centres at (w/2, h/2), not (w/2 + 0.5, h/2 + 0.5), and shears as [[1, -tan s],
+    [0, 1]], where the old RSS(a, s) = [[cos a, -sin(a + s)], [sin a, cos(a + s)]] * scale also
+    squeezes y by cos s. The float operations follow the old code's order."""
+    cx, cy = w * 0.5 + 0.5, h * 0.5 + 0.5
+    a, s = math.radians(angle), math.radians(shear)
+    inv_scale = 1.0 / scale
+    det = math.cos(a + s) * math.cos(a) + math.sin(a + s) * math.sin(a)
+    m = [inv_scale / det * v for v in (math.cos(a + s), math.sin(a + s), 0, -math.sin(a), math.cos(a), 0)]
+    tx, ty = translate
+    m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty)  # RSS^-1 C^-1 T^-1 ...
+    m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty)
+    m[2] += cx  # ... then C
+    m[5] += cy
+    return m
+
+
 def _tv_affine_frames(
     images, params: list, interpolation: str, crop: int | None
 ) -> np.ndarray:
+    """Per image and frame (angle, translate, scale, shear): PIL's affine transform with the 2019
+    torchvision matrix (black fill), then CenterCrop(crop)."""
     import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
 
-    mode = {
-        "bilinear": InterpolationMode.BILINEAR,
-        "nearest": InterpolationMode.NEAREST,
-    }[interpolation]
-    size = images.shape[1:3] if crop is None else (crop, crop)
+    resample = {"bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[interpolation]
+    h, w = images.shape[1:3]
+    size = (h, w) if crop is None else (crop, crop)
+    matrices = [affine_2019_matrix(w, h, *frame) for frame in params]
     out = np.empty((images.shape[0], len(params)) + size + (3,), dtype=np.uint8)
-    for n, img in enumerate(
-        images
-    ):  # reference path: PIL through torchvision, per image
+    for n, img in enumerate(images):  # reference path: PIL, per image
         pil = Image.fromarray(img)
-        for t, (angle, translate, scale, shear) in enumerate(params):
-            z = TF.affine(
-                pil,
-                angle=angle,
-                translate=list(translate),
-                scale=scale,
-                shear=[float(shear), 0.0],
-                interpolation=mode,
-            )
+        for t, matrix in enumerate(matrices):
+            z = pil.transform((w, h), Image.AFFINE, matrix, resample=resample)
             if crop is not None:
                 z = TF.center_crop(z, [crop, crop])
             out[n, t] = np.asarray(z)
