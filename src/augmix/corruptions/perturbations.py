@@ -379,12 +379,12 @@ def snow(images, rng=None, *, difficulty=1, table="cifar", crop=None, draws=None
     layer = b @ (p["loc"] + p["scale"] * z) @ bw.T
     layer[layer < p["threshold"]] = 0
     layer8 = (np.clip(layer, 0, 1) * 255).astype(np.uint8)[..., None]
+    import cv2
+
     xf = x.astype(np.float32)
-    gray = (
-        xf[..., 0] * np.float32(0.299)
-        + xf[..., 1] * np.float32(0.587)
-        + xf[..., 2] * np.float32(0.114)
-    )
+    # OpenCV's own RGB2GRAY, as the reference (its rounding differs by an ulp from a NumPy sum);
+    # stacking the images as rows makes it one call.
+    gray = cv2.cvtColor(xf.reshape(n * h, w, 3), cv2.COLOR_RGB2GRAY).reshape(n, h, w)
     blend = p["blend"]
     base = blend * x + (1 - blend) * np.maximum(x, gray[..., None] * 1.5 + 0.5)
     frames = []
