@@ -297,3 +297,10 @@ def test_build_p_set(imgs, tmp_path):
     assert res["difficulty"] == 1
     with pytest.raises(KeyError, match="wobble"):
         P.build_p_set(imgs, tmp_path / "c", names=["wobble"], seed=0)
+    # a harder noise set beside it keeps the difficulty-1 files: ImageNet-P's _2 / _3 names
+    P.build_p_set(imgs, tmp_path / "a", names=["gaussian_noise", "translate"], seed=5, difficulty=3)
+    hard = np.load(tmp_path / "a" / "gaussian_noise_3.npy")
+    assert np.array_equal(np.load(tmp_path / "a" / "gaussian_noise.npy"), arr)
+    assert np.abs(hard[:, 1:].astype(int) - hard[:, :1]).mean() > np.abs(arr[:, 1:].astype(int) - arr[:, :1]).mean()
+    assert sorted(json.loads((tmp_path / "a" / "manifest.json").read_text())["files"]) == [
+        "gaussian_noise_3.npy", "translate.npy"]

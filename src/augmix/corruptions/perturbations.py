@@ -48,6 +48,7 @@ __all__ = [
     "VALIDATION_PERTURBATIONS",
     "build_p_set",
     "center_crop",
+    "p_file_name",
     "perturb",
     "sequence_length",
 ]
@@ -695,6 +696,12 @@ def perturb(
     )
 
 
+def p_file_name(name: str, difficulty: int) -> str:
+    """`<name>.npy`; the harder noise variants get ImageNet-P's `_2` / `_3` suffix, so a set of
+    each difficulty can share a folder (difficulty only changes the noise perturbations)."""
+    return f"{name}_{difficulty}.npy" if difficulty > 1 and name in NOISE_PERTURBATIONS else f"{name}.npy"
+
+
 def build_p_set(
     images: np.ndarray,
     out_dir,
@@ -705,7 +712,8 @@ def build_p_set(
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Write `<perturbation>.npy` uint8 (N, T, 32, 32, 3) in the CIFAR-10-P layout (no labels, as
-    released), seeded per (perturbation, chunk), atomically, with a manifest written last."""
+    released; harder noise variants named by `p_file_name`), seeded per (perturbation, chunk),
+    atomically, with a manifest written last."""
     _check(images)
     names = list(names)
     for name in names:
@@ -738,8 +746,9 @@ def build_p_set(
             if parts
             else np.zeros((0, SEQUENCE_LENGTHS[name], 32, 32, 3), np.uint8)
         )
-        files[f"{name}.npy"] = {
-            "sha256": atomic_save_npy(out / f"{name}.npy", arr),
+        file = p_file_name(name, difficulty)
+        files[file] = {
+            "sha256": atomic_save_npy(out / file, arr),
             "shape": list(arr.shape),
             "dtype": "uint8",
         }
