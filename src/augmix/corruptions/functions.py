@@ -645,7 +645,7 @@ def zoom_blur(images, severity, rng=None, *, table="cifar", draws=None, device=N
             _ZOOM_TAPS[key] = None if identity else (torch.from_numpy(taps.T.copy()).to(dev),
                                                      torch.from_numpy(weights.T.copy()).unsqueeze(-1).to(dev))
         ops.append(_ZOOM_TAPS[key])
-    x = torch.from_numpy(images).to(dev).to(torch.float32) / 255.0
+    x = _tb().div(torch.from_numpy(images).to(dev).to(torch.float32), 255.0)
     pixels = x.permute(1, 2, 0, 3).reshape(h * w, n * 3)  # (pixel, image x channel)
     step = pixels.shape[1] if dev.type == "cuda" else max(1, _ZOOM_SLICE_VALUES // (h * w))
     total = torch.empty_like(pixels)
@@ -665,7 +665,7 @@ def zoom_blur(images, severity, rng=None, *, table="cifar", draws=None, device=N
                 zoom.add_(tap.mul_(weights[k]))
             acc += zoom.to(torch.float32)  # round each zoom to float32 before adding (the reference's +=)
         total[:, c0 : c0 + step] = acc
-    y = (x + total.reshape(h, w, n, 3).permute(2, 0, 1, 3)) / (len(factors) + 1)
+    y = _tb().div(x + total.reshape(h, w, n, 3).permute(2, 0, 1, 3), len(factors) + 1)
     return (y.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "brightness",
     "contrast",
     "defocus_blur",
+    "div",
     "elastic_transform",
     "fog",
     "frost",
@@ -40,6 +41,14 @@ __all__ = [
     "speckle_noise",
     "to_device",
 ]
+
+
+def div(x: torch.Tensor, d: float) -> torch.Tensor:
+    """x / d, rounded as a true division on every device. CUDA divides a floating tensor by a
+    Python number (or a CPU scalar) as a multiplication by the number's reciprocal (ATen
+    BinaryDivTrueKernel.cu, "may lose one bit"): 24 of the 256 grey levels k then give
+    trunc(255 * k / 255) = k - 1. A divisor tensor on x's device keeps NumPy's quotient."""
+    return x / torch.tensor(d, dtype=x.dtype, device=x.device)
 
 
 def to_device(images: np.ndarray, device) -> torch.Tensor:
@@ -65,7 +74,7 @@ def _finish(x: torch.Tensor) -> np.ndarray:
 
 
 def _unit(images: np.ndarray, device) -> torch.Tensor:
-    return to_device(images, device).to(torch.float64) / 255.0
+    return div(to_device(images, device).to(torch.float64), 255.0)
 
 
 def _draw(draws, key, shape, device, sample):
@@ -108,7 +117,7 @@ def shot_noise(images, c, rng, device, draws=None):
     counts = _draw(
         draws, "counts", x.shape, device, lambda s: torch.poisson(x * c, generator=g)
     )
-    return _finish(counts.to(torch.float64) / c)
+    return _finish(div(counts.to(torch.float64), c))
 
 
 def impulse_noise(images, c, rng, device, draws=None):
@@ -241,7 +250,7 @@ def glass_blur(images, sigma, d, iters, rng, device, draws=None):
         x = torch.gather(
             x.reshape(n, h * w, 3), 1, final[..., None].expand(n, h * w, 3)
         ).reshape(n, h, w, 3)
-    return _finish(gaussian_blur(None, sigma, device, x=x.to(torch.float64) / 255.0))
+    return _finish(gaussian_blur(None, sigma, device, x=div(x.to(torch.float64), 255.0)))
 
 
 def motion_blur(images, radius, sigma, angles_deg, device):
@@ -341,7 +350,7 @@ def _rgb_to_hsv(x: torch.Tensor):
         torch.full((), 4.0, dtype=x.dtype, device=x.device),
         torch.where(is_g, torch.full((), 2.0, dtype=x.dtype, device=x.device), zero),
     )
-    h = (num / delta + off) / 6.0
+    h = div(num / delta + off, 6.0)
     h = torch.where(h < 0, h + 1.0, h)  # % 1.0 for h in [-1/6, 5/6]
     h = torch.where(flat, zero, h)
     return h, s, v
@@ -550,11 +559,9 @@ def snow(images, params, rng, device, draws=None):
     layer8 = (layer.clamp(0, 1) * 255).to(torch.uint8)
     angle = -135.0 + 90.0 * u
     blurred = _motion_blur_t(layer8[..., None], radius, sigma, angle)[..., 0]
-    blurred = blurred.to(torch.float64) / 255.0
+    blurred = div(blurred.to(torch.float64), 255.0)
     rotated = torch.flip(blurred, dims=(1, 2))
-    x = to_device(images, device).to(torch.float32) / torch.tensor(
-        255.0, dtype=torch.float32
-    )
+    x = div(to_device(images, device).to(torch.float32), 255.0)
     f32 = {"dtype": torch.float32, "device": device}
     r, gg, bb = x.unbind(-1)
     gray = (
@@ -702,9 +709,7 @@ def elastic_transform(
     n, h, w, _ = images.shape
     g = _maybe_gen(rng, draws, device)
     u_aff = _uniform(draws, "u_affine", (n, 3, 2), g, device)
-    x = to_device(images, device).to(torch.float32) / torch.tensor(
-        255.0, dtype=torch.float32, device=device
-    )
+    x = div(to_device(images, device).to(torch.float32), 255.0)
     center = np.float32([h, w]) // 2
     square = min(h, w) // 3
     pts1 = np.float32(
