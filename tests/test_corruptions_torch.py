@@ -143,10 +143,19 @@ def test_deterministic_digital(imgs, device, s):
     _agree(
         F.contrast(imgs, s, device=device), F.contrast(imgs, s)
     )  # torch's mean order
-    if device == "cpu":  # off CUDA the CPU codec (equal to Pillow) is used
-        assert np.array_equal(
-            F.jpeg_compression(imgs, s, device=device), F.jpeg_compression(imgs, s)
-        )
+    # every device uses the CPU codec (equal to Pillow); CUDA builds code on a thread per core
+    assert np.array_equal(F.jpeg_compression(imgs, s, device=device), F.jpeg_compression(imgs, s))
+
+
+def test_jpeg_threads_and_nvjpeg_opt_in(imgs):
+    many = np.concatenate([imgs] * 3)
+    assert np.array_equal(F._jpeg_cv2(many, 50, threads=4), F._jpeg_cv2(many, 50))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="nvjpeg"):
+            F.jpeg_compression(imgs, 1, backend="nvjpeg", device="cpu")
+    else:  # nvJPEG codes 4:4:4: close to the reference, never claimed equal
+        ours = F.jpeg_compression(imgs, 1, backend="nvjpeg", device="cuda")
+        assert ours.shape == imgs.shape and np.abs(ours.astype(int) - F.jpeg_compression(imgs, 1)).mean() < 8
 
 
 def test_deterministic_digital_imagenet(device):

@@ -7,8 +7,8 @@ float32), so with the same injected draws the results equal the NumPy path: bit 
 torch for the elementwise and gather-based ones (brightness, saturate, pixelate, fog, frost,
 elastic transform, motion blur, the noises), and up to float summation order in the reductions,
 filters and matrix products (contrast's mean, the blurs, snow's zoom: rare one-level truncation
-flips). JPEG on a CUDA device uses nvJPEG through torchvision (not byte-identical to libjpeg);
-on other devices the CPU codec. Random draws come from a ``torch.Generator`` on the device,
+flips). JPEG stays on the CPU codec on every device (nvJPEG is opt-in: it does not subsample
+chroma as the reference does). Random draws come from a ``torch.Generator`` on the device,
 seeded from the caller's NumPy generator, so a build is reproducible for a given seed and device
 type but is not byte-identical to the NumPy path (different streams).
 """
@@ -417,28 +417,21 @@ def host_pieces(pieces: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def jpeg_compression(images, quality, device):
-    """JPEG round trip. On CUDA: torchvision's nvJPEG encoder and decoder, batched (not
-    byte-identical to libjpeg: different DCT and upsampling); on other devices the CPU codec of
-    functions.jpeg_compression (libjpeg-turbo, equal to Pillow)."""
+    """JPEG round trip with torchvision's nvJPEG encoder and decoder on a CUDA device, batched.
+    Opt-in only (functions.jpeg_compression backend "nvjpeg"): it codes 4:4:4 where the reference's
+    Pillow subsamples chroma 4:2:0, and its DCT and upsampling differ from libjpeg."""
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+
     dev = torch.device(device)
-    if dev.type == "cuda":
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
-
-                x = to_device(images, dev).permute(0, 3, 1, 2).contiguous()
-                data = encode_jpeg(list(x), quality=int(quality))
-                # decode_jpeg takes the encoded bytes on the host
-                out = decode_jpeg(host_pieces(data), mode=ImageReadMode.RGB, device=dev)
-            return torch.stack(out).permute(0, 2, 3, 1).cpu().numpy()
-        except (ImportError, RuntimeError, TypeError):  # no nvJPEG: the CPU codec
-            pass
-    from .functions import _jpeg_cpu
-
-    return _jpeg_cpu(images, quality)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        x = to_device(images, dev).permute(0, 3, 1, 2).contiguous()
+        data = encode_jpeg(list(x), quality=int(quality))
+        # decode_jpeg takes the encoded bytes on the host
+        out = decode_jpeg(host_pieces(data), mode=ImageReadMode.RGB, device=dev)
+    return torch.stack(out).permute(0, 2, 3, 1).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------
