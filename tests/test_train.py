@@ -117,6 +117,62 @@ def _synthetic_source(method, n=40, device="cpu"):
     return TensorSource(params, method, hp, Data(x, y), Data(x[:8], y[:8]), 10), hp
 
 
+class _Recorder(torch.nn.Module):
+    """A network that records its inputs and whether autocast was on when it was called."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x):
+        self.seen.append((x.detach().clone(), torch.is_autocast_enabled("cpu")))
+        return self.net(x)
+
+
+@pytest.mark.parametrize("method", ["autoaugment", "cutout", "fmix", "augmix"])
+def test_only_the_network_runs_under_autocast(method):
+    """Forward puts autocast around the network alone: a method's augmentation gives the same
+    inputs with bf16 autocast on as off (AutoAugment's affine grids ran in bf16 before, shifting
+    pixels; AugMix views made in the step, as on ImageNet, too), the network sees autocast, and the
+    logits come back in float32."""
+    from augmix.models import build_model
+    from augmix.rng import SampleKeys
+    from augmix.train import Forward
+    from augmix.training_methods import TrainBatch, all_methods, method_hparams
+
+    hp = method_hparams(_params(), method, torch.device("cpu"))
+    if "backend" in hp:
+        hp["backend"] = "tensor"
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    batch = TrainBatch(x=x.float() / 255, y=torch.arange(16) % 10, num_classes=10, x_uint8=x,
+                       keys=SampleKeys(0, 0, torch.arange(16)), views=None)
+    net = build_model("wrn16_1", 10).eval()
+    seen = {}
+    for amp in (False, True):
+        rec = _Recorder(net)
+        fwd = Forward(net, rec, torch.autocast("cpu", dtype=torch.bfloat16) if amp else None)
+        loss, _ = all_methods()[method](fwd, batch, hp, torch.Generator().manual_seed(7))
+        assert loss.dtype == torch.float32 and fwd(batch.x).dtype == torch.float32
+        seen[amp] = rec.seen[0]
+    assert torch.equal(seen[False][0], seen[True][0])
+    assert (seen[False][1], seen[True][1]) == (False, True)
+
+
+def test_forward_reads_model_attributes_through_wrappers():
+    """Cutout fills with the model's normalisation mean even when the network is wrapped (compiled,
+    DDP), which has no `normalize` of its own: the fill was black before."""
+    from augmix.methods import METHODS, Batch
+    from augmix.models import build_model
+    from augmix.train import Forward
+
+    net = build_model("wrn16_1", 10)
+    rec = _Recorder(net)
+    wrapped = Forward(net, lambda x: rec(x))  # a wrapper without attributes, as CompiledFirstShape
+    batch = Batch(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), 10)
+    METHODS["cutout"](wrapped, batch, {}, torch.Generator().manual_seed(0))
+    assert set(rec.seen[0][0].unique().tolist()) == {0.0, 0.5}  # 0.5: zero after 0.5/0.5 normalisation
+
+
 def test_source_batches_are_the_epoch_views_of_each_index_batch():
     """One host-to-device copy per epoch gives the same batches as indexing step by step."""
     from augmix.rng import SampleKeys
@@ -152,7 +208,7 @@ def test_cuda_training_steps_never_wait_for_the_device():
     """The step loop reads nothing back to the host: with the sync debug mode set to error, a few
     AugMix+JSD steps (views made up front, as in training) run through."""
     from augmix.models import build_model
-    from augmix.train import train_epoch
+    from augmix.train import Forward, bf16_autocast, train_epoch
     from augmix.training_methods import all_methods
 
     source, hp = _synthetic_source("augmix", n=96, device="cuda")
@@ -164,8 +220,8 @@ def test_cuda_training_steps_never_wait_for_the_device():
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        loss_sum, seen = train_epoch(model, opt, sched, batches, all_methods()["augmix"], hp, seed=0, epoch=0,
-                                     autocast=torch.autocast("cuda", dtype=torch.bfloat16), device=torch.device("cuda"))
+        loss_sum, seen = train_epoch(Forward(model, autocast=bf16_autocast(torch.device("cuda"), True)), opt, sched,
+                                     batches, all_methods()["augmix"], hp, seed=0, epoch=0, device=torch.device("cuda"))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert seen == 96 and torch.isfinite(loss_sum).item()
@@ -216,7 +272,7 @@ def test_every_method_trains_with_cuda_graphs(method):
     paper config would run it: full batches through the captured graph, the short one eagerly.
     PGD calls the model several times per step, which CUDA-graph trees must allow."""
     from augmix.models import build_model
-    from augmix.train import CompiledFirstShape, train_epoch
+    from augmix.train import CompiledFirstShape, Forward, bf16_autocast, train_epoch
     from augmix.training_methods import all_methods
 
     source, hp = _synthetic_source(method, n=80, device="cuda")
@@ -226,10 +282,9 @@ def test_every_method_trains_with_cuda_graphs(method):
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-    fwd = CompiledFirstShape(model, "reduce-overhead")
+    fwd = Forward(model, CompiledFirstShape(model, "reduce-overhead"), bf16_autocast(torch.device("cuda"), True))
     for epoch in range(2):  # the second epoch replays the captured graph
         loss_sum, seen = train_epoch(fwd, opt, sched, source.batches(epoch, list(torch.arange(80).split(32))),
-                                     all_methods()[method], hp, seed=0, epoch=epoch,
-                                     autocast=torch.autocast("cuda", dtype=torch.bfloat16), device=torch.device("cuda"))
+                                     all_methods()[method], hp, seed=0, epoch=epoch, device=torch.device("cuda"))
         assert seen == 80 and torch.isfinite(loss_sum).item()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

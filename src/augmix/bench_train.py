@@ -13,7 +13,6 @@ schedule, autocast and compile settings) on random CIFAR-sized uint8 data held o
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -48,7 +47,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
         epochs: int = 100, params_file: str = "params.yaml") -> dict[str, Any]:
     from augmix import config
     from augmix.models import build_model
-    from augmix.train import CompiledFirstShape, Data, TensorSource, pick_device, train_epoch
+    from augmix.train import CompiledFirstShape, Data, Forward, TensorSource, bf16_autocast, pick_device, train_epoch
     from augmix.training_methods import AUGMIX_METHODS, all_methods, method_hparams
 
     if quick:
@@ -76,14 +75,14 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
     model = build_model(arch, 10).to(dev)
     if params.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    fwd = CompiledFirstShape(model, params.train.compile_mode) if compile else model
+    bf16 = cuda and params.train.bf16
+    fwd = Forward(model, CompiledFirstShape(model, params.train.compile_mode) if compile else model,
+                  bf16_autocast(dev, bf16))
     o = params.optim
     opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                           weight_decay=5e-4, **({"fused": True} if cuda else {}))
     steps_per_epoch = math.ceil(epoch_samples / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)  # the loop's per-step schedule call
-    bf16 = cuda and params.train.bf16
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     step_fn = all_methods()[method]
 
     def order(epoch: int) -> list[torch.Tensor]:
@@ -92,7 +91,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
 
     def steps_of(epoch: int, index_batches: list[torch.Tensor]) -> None:
         train_epoch(fwd, opt, sched, source.batches(epoch, index_batches), step_fn, hp, seed=0, epoch=epoch,
-                    autocast=autocast, device=dev)
+                    device=dev)
 
     model.train()
     warm = order(0)
@@ -101,7 +100,7 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
         batches = source.batches(1, order(1))  # the epoch's views, made up front
     with _Timer(dev) as timed:
         train_epoch(fwd, opt, sched, itertools.islice(batches, steps), step_fn, hp, seed=0, epoch=1,
-                    autocast=autocast, device=dev)
+                    device=dev)
     step_s = timed.seconds / steps
     epoch_s = aug.seconds + steps_per_epoch * step_s
     result = {

@@ -243,8 +243,32 @@ class CompiledFirstShape:
         return (self.compiled if x.shape == self.shape else self.eager)(x)
 
 
-def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, batches: Any,
-                step_fn: Any, hp: dict[str, Any], *, seed: int, epoch: int, autocast: Any,
+class Forward:
+    """The model as a method calls it: the network (compiled and/or DDP-wrapped) under `autocast`,
+    logits back in float32. Only the network runs in bf16: a method's own augmentation (AutoAugment's
+    affine grids and Sharpness convolution, FMix's masks, AugMix views made in the step) stays in
+    float32, where an autocast around the whole step would run its matmuls and convolutions in bf16.
+    Other attributes (`normalize`, which Cutout's fill reads) come from the bare model."""
+
+    def __init__(self, bare: torch.nn.Module, network: Any = None, autocast: Any = None) -> None:
+        self.bare, self.network = bare, bare if network is None else network
+        self.autocast = contextlib.nullcontext() if autocast is None else autocast
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast:
+            return self.network(x).float()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bare, name)
+
+
+def bf16_autocast(device: torch.device, bf16: bool) -> Any:
+    """bf16 autocast on CUDA when `train.bf16`; None (full precision) otherwise."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and device.type == "cuda" else None
+
+
+def train_epoch(model: Forward, optimizer: torch.optim.Optimizer, scheduler: Any, batches: Any,
+                step_fn: Any, hp: dict[str, Any], *, seed: int, epoch: int,
                 device: torch.device) -> tuple[torch.Tensor, int]:
     """One pass over `batches`: the method's loss, backward, SGD step, per-step schedule (REF cifar.py
     train). Returns (sum of loss x batch size as a device tensor, samples seen): nothing in the loop
@@ -252,8 +276,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedu
     loss_sum, seen = torch.zeros((), device=device), 0
     for step, batch in enumerate(batches):
         gen = torch.Generator(device).manual_seed(derive_seed(seed, epoch, step, 2))
-        with autocast:
-            loss, _ = step_fn(model, batch, hp, gen)
+        loss, _ = step_fn(model, batch, hp, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -349,7 +372,7 @@ def train(
             print(f"[train] ignoring checkpoint {checkpoint}: it belongs to other params", flush=True)
 
     bf16 = cuda and params.train.bf16
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    forward = Forward(model, forward_model, bf16_autocast(device, bf16))
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
         # Dropout (AllConvNet) draws from torch's global generator, which has no per-call argument:
@@ -361,8 +384,8 @@ def train(
         ep_start = time.monotonic()
         batches = progress(data.batches(epoch, index_batches), total=steps_per_epoch,
                            desc=f"epoch {epoch + 1}/{recipe.epochs}", every=params.train.log_every)
-        loss_sum, seen = train_epoch(forward_model, optimizer, scheduler, batches, step_fn, hp, seed=params.seed,
-                                     epoch=epoch, autocast=autocast, device=device)
+        loss_sum, seen = train_epoch(forward, optimizer, scheduler, batches, step_fn, hp, seed=params.seed,
+                                     epoch=epoch, device=device)
         test_error = data.test_error(model, bf16)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": float(loss_sum) / seen, "test_error": test_error,

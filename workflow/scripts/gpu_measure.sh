@@ -31,6 +31,7 @@ case "${1:-}" in
     if command -v nvidia-smi >/dev/null; then  # utilisation every 200 ms while training runs
       nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$OUT/util_train100.csv" &
       sampler=$!
+      trap 'kill "$sampler" 2>/dev/null || true' EXIT  # also when training fails (set -e)
     fi
     $PY workflow/scripts/timed_train.py "$@" 2>&1 | grep -v "^\[epoch" | tee "$OUT/train100.log"
     if [ -n "$sampler" ]; then
