@@ -308,7 +308,10 @@ def test_pgd_stays_in_ball_and_raises_loss(tiny):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", BUILTIN)
-def test_methods_on_cuda_with_cuda_generator(name):
+def test_methods_on_cuda_with_cuda_generator(name, monkeypatch):
+    # deterministic kernels: an earlier train() may have switched cuDNN's algorithm timing on
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     model = build_model("wrn16_1", 10, seed=0).cuda().eval()
     batch = _batch(device="cuda")
     hp = ALWAYS.get(name, {})
