@@ -52,7 +52,11 @@ DEFAULT_HPARAMS: dict[str, dict[str, Any]] = {
     # Harris et al. 2020, arXiv:2002.12047, ecs-vlc/FMix fmix.py defaults: decay_power 3, alpha 1,
     # max_soft 0 (hard masks), mask size = image size. reference_spectrum: see fmix_low_freq_image.
     "fmix": {"alpha": 1.0, "decay_power": 3.0, "reference_spectrum": True},
-    # Cubuk et al. 2019 (CVPR), the learned CIFAR-10 policy as torchvision ships it.
+    # Cubuk et al. 2019 (CVPR), the learned CIFAR-10 policy as torchvision ships it, after the shared
+    # flip and crop. Not Cubuk et al.'s own pipeline: theirs applies the policy before crop and flip
+    # and adds a 16x16 Cutout; torchvision's magnitude bins reach each op's maximum at bin 9 (theirs
+    # 0.9 of it) and fill black. Whether the paper's "AutoAugment*" also withholds the ops that
+    # overlap the corruptions is open (paper_numbers.md, U).
     "autoaugment": {"policy": "cifar10", "per_image": False},
     # Madry et al. 2018 (ICLR): L-inf PGD, eps 8/255, step 2/255, random start, and the paper's
     # CIFAR-10 training adversary takes 7 steps (MadryLab/cifar10_challenge's config.json uses 10).
