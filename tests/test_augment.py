@@ -261,7 +261,7 @@ def test_base_transform_batch():
 
 def restated_reference(img: Image.Image, seed: int, severity: float, fill: int = 0) -> torch.Tensor:
     """REF `aug` re-stated with its own draws, mixed in normalised space (Normalize(0.5, 0.5));
-    `fill` is REF-#3's grey for shear and translate (0: the committed reference)."""
+    `fill` is REF-#3's fillcolor for shear and translate (0: the committed reference)."""
     g = np.random.default_rng(seed)
     pre = lambda im: (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
     ws = np.float32(g.dirichlet([1.0] * 3))
@@ -350,7 +350,8 @@ def test_make_views_into_a_given_buffer_equals_a_fresh_one(jsd):
 
 
 # --------------------------------------------------------------------------- affine fill
-# REF-#3 (the released ImageNet weights, augmix.md §6): shear and translate fill 128; rotate 0.
+# REF-#3 (the released ImageNet weights, augmix.md §6): shear and translate pass fillcolor=128,
+# which Pillow paints (128, 0, 0); rotate 0.
 
 AFFINE = ops.AFFINE_FILL_OPS
 
@@ -372,7 +373,8 @@ def test_fill_leaves_non_affine_ops_and_rotate_alone():
 
 def test_fill_changes_exactly_the_uncovered_pixels():
     """Depth-1 chains of one affine op on a constant image: the chain pixels are the image's
-    value (covered) or the fill (uncovered), and fill 128 differs from fill 0 only there."""
+    value (covered) or the fill colour (uncovered: (128, 0, 0)), and fill 128 differs from fill 0
+    only there, in red."""
     x = torch.full((64, 3, SIZE, SIZE), 200, dtype=torch.uint8)
     k = keys(64)
     d = sample_draws(k, (0,), severity=10, width=3, depth=1, alpha=1.0, n_ops=len(AFFINE))
@@ -381,8 +383,9 @@ def test_fill_changes_exactly_the_uncovered_pixels():
     uncovered = black == 0
     assert uncovered.float().mean() > 0.02  # severity 10 uncovers a good part
     assert set(black.unique().tolist()) == {0, 200}
-    assert torch.equal(grey, torch.where(uncovered, 128, black).to(torch.uint8))
-    # mixed: the difference is m * w_i * 128 / 255 on a chain's uncovered area, else 0
+    red = torch.tensor(ops.fill_colour(128), dtype=torch.uint8).reshape(1, 3, 1, 1)
+    assert torch.equal(grey, torch.where(uncovered, red, black))
+    # mixed: the difference is m * w_i * 128 / 255 on a chain's uncovered area in red, else 0
     for name in AFFINE:
         a = augmix_batch(x, k, severity=10, width=1, depth=1, ops=(name,))
         b = augmix_batch(x, k, severity=10, width=1, depth=1, ops=(name,), affine_fill=128)
@@ -390,9 +393,10 @@ def test_fill_changes_exactly_the_uncovered_pixels():
         diff = b - a
         hole = diff.abs() > 1e-6
         assert hole.any(), name
+        assert not hole[:, 1:].any(), name  # green and blue keep the black fill
         expect = (m[:, None, None, None] * 128 / 255).expand_as(diff)
         torch.testing.assert_close(diff[hole], expect[hole], atol=1e-5, rtol=0)
-        # and the uncovered area of the clean-at-200 image is ~128 in the chain: mean of
+        # and the uncovered area of the clean-at-200 image is 128 in the chain's red: mean of
         # out = (1 - m) 200/255 + m * 128/255 there
         ref = ((1 - m[:, None, None, None]) * 200 + m[:, None, None, None] * 128) / 255
         torch.testing.assert_close(b[hole], ref.expand_as(b)[hole], atol=1e-5, rtol=0)
@@ -416,11 +420,12 @@ def test_shared_warp_group_fills_shears_but_not_rotate():
         assert torch.equal(out[i : i + 1], expect), name
         uncovered = (black[i] == 0).all(0)
         assert uncovered.any()
-        assert (out[i][:, uncovered] == (0 if name == "rotate" else 128)).all(), name
+        colour = torch.tensor(ops.fill_colour(0 if name == "rotate" else 128), dtype=torch.uint8)
+        assert (out[i][:, uncovered] == colour[:, None]).all(), name
 
 
 def test_pil_path_with_fill_matches_restated_reference():
-    """augment_and_mix_pil(affine_fill=128): REF `aug` with REF-#3's grey for the four ops."""
+    """augment_and_mix_pil(affine_fill=128): REF `aug` with REF-#3's fillcolor for the four ops."""
     x = smooth_batch(6)
     for i in range(6):
         img = Image.fromarray(x[i].permute(1, 2, 0).numpy())

@@ -318,20 +318,20 @@ def test_affine_warp_agrees_with_integer_translation_path():
 
 
 # --------------------------------------------------------------------------- affine fill
-# The code that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6) fills the area
-# shear_x/y and translate_x/y uncover with grey 128 instead of black; rotate keeps 0.
+# The code that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6) passes fillcolor=128
+# for the area shear_x/y and translate_x/y uncover (Pillow paints it (128, 0, 0)); rotate keeps 0.
 
 FILL = 128
 FILLED = ["shear_x", "shear_y", "translate_x", "translate_y"]
 
 
 def _pil_fillcolor(name, img: Image.Image, v, fill) -> np.ndarray:
-    """Pillow itself, restated: Image.transform(..., fillcolor=(fill,) * 3)."""
+    """Pillow itself with REF-#3's call: Image.transform(..., fillcolor=fill), an int."""
     data = {"shear_x": (1, v, 0, 0, 1, 0), "shear_y": (1, 0, 0, v, 1, 0),
             "translate_x": (1, 0, v, 0, 1, 0), "translate_y": (1, 0, 0, 0, 1, v)}[name]  # fmt: skip
     size = img.size[0]
     return np.asarray(img.transform((size, size), Image.Transform.AFFINE, data,
-                                    resample=Image.Resampling.BILINEAR, fillcolor=(fill,) * 3))  # fmt: skip
+                                    resample=Image.Resampling.BILINEAR, fillcolor=fill))  # fmt: skip
 
 
 def test_affine_fill_ops_are_the_four_shears_and_translations():
@@ -342,10 +342,18 @@ def test_affine_fill_ops_are_the_four_shears_and_translations():
     assert ops.check_fill(np.uint8(128)) == 128 and ops.check_fill(0) == 0
 
 
+def test_fill_colour_is_pillows_reading_of_an_int():
+    """Pillow paints an int colour on an RGB image as a packed value, red in the low byte: REF-#3's
+    fillcolor=128 is dark red, not grey; a one-band image takes the int as its level."""
+    for fill in (0, 1, 37, 128, 255):
+        assert Image.new("RGB", (1, 1), fill).getpixel((0, 0)) == ops.fill_colour(fill) == (fill, 0, 0)
+        assert (Image.new("L", (1, 1), fill).getpixel((0, 0)),) == ops.fill_colour(fill, 1)
+
+
 @pytest.mark.parametrize("name", FILLED)
 def test_pil_fill_equals_pillow_fillcolor(name):
-    """PIL path with fill 128 is Pillow's `fillcolor=(128, 128, 128)`, and Pillow gives an
-    uncovered pixel the fill whole: fill 128 and fill 0 differ exactly there, by 128."""
+    """PIL path with fill 128 is Pillow's `fillcolor=128`, and Pillow gives an uncovered pixel the
+    fill colour whole: fill 128 and fill 0 differ exactly there, by (128, 0, 0)."""
     imgs = smooth_images(6, seed=3)
     values = [-10, -4, -1, 1, 3, 10] if name in SHIFTS else [-0.3, -0.11, -0.04, 0.03, 0.17, 0.3]
     for arr, v in zip(imgs, values):
@@ -356,7 +364,7 @@ def test_pil_fill_equals_pillow_fillcolor(name):
         np.testing.assert_array_equal(black, _pil_fillcolor(name, img, v, 0))
         changed = (grey != black).any(-1)
         assert changed.any()
-        assert (grey[changed] == FILL).all() and (black[changed] == 0).all()
+        assert (grey[changed] == ops.fill_colour(FILL)).all() and (black[changed] == 0).all()
 
 
 @pytest.mark.parametrize("name", FILLED)
@@ -415,7 +423,7 @@ def _check_fill(ours, ours0, ref, ref0, fill, exact):
     uncovered, uncovered_ref = (ours != ours0).any(-1), (ref != ref0).any(-1)
     np.testing.assert_array_equal(uncovered, uncovered_ref)
     assert uncovered.any()
-    assert (ours[uncovered] == fill).all() and (ours0[uncovered] == 0).all()
+    assert (ours[uncovered] == ops.fill_colour(fill)).all() and (ours0[uncovered] == 0).all()
 
 
 @pytest.mark.parametrize("name", FILLED)

@@ -16,11 +16,12 @@ Outputs are float32 in [0, 1]: the reference mixes after Normalize, which is the
 because Normalize is affine per channel and the weights are convex (§7.1); our models normalise
 inside. As in REF, the original gets (1 - m) and the chains m; nothing is re-quantised.
 
-`affine_fill` (every entry point; default 0) is the grey level shear_x, shear_y, translate_x and
-translate_y put in the area they uncover. 0 is the committed reference (`cifar.py`,
-`imagenet.py`): black. 128 is the code that trained the released ImageNet ResNet-50 (REF-#3,
-augmix.md §6, §7.2, §9.3): mid-grey, PIL `fillcolor=(128, 128, 128)`. Rotate always fills 0 (its
-fill in REF-#3 is unknown). The fill changes no random draw.
+`affine_fill` (every entry point; default 0) is the PIL `fillcolor` int that shear_x, shear_y,
+translate_x and translate_y paint the area they uncover with. 0 is the committed reference
+(`cifar.py`, `imagenet.py`): black. 128 is the code that trained the released ImageNet ResNet-50
+(REF-#3, augmix.md §6, §7.2, §9.3), whose `fillcolor=128` Pillow paints as (128, 0, 0) on RGB
+images (ops.fill_colour). Rotate always fills 0 (its fill in REF-#3 is unknown). The fill changes
+no random draw.
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def augment_and_mix_pil(
 
     Draw order as REF (§7.4): Dirichlet, Beta, then per chain the depth and per step the op
     (each op draws its own level and sign). `ops` overrides the op table (tests use it).
-    `affine_fill`: grey level 0..255 of the area shear_x/shear_y/translate_x/translate_y
+    `affine_fill`: PIL fillcolor int 0..255 of the area shear_x/shear_y/translate_x/translate_y
     uncover; 0 (default) is REF as committed, 128 the released ImageNet weights (REF-#3,
-    augmix.md §6). Rotate fills 0 either way. With a nonzero fill, the table's ops of those
+    augmix.md §6; ops.fill_colour). Rotate fills 0 either way. With a nonzero fill, the table's ops of those
     four names are called with the keyword `fill`.
     """
     _check_params(severity, width, depth, alpha)
@@ -245,7 +246,7 @@ def _apply_group(
     value: torch.Tensor, affine_fill: int = 0,
 ) -> torch.Tensor:  # fmt: skip
     """One op group on its rows: x uint8 (n, 3, S, S), op and value (n,) for these rows.
-    The AFFINE_FILL_OPS fill the area they uncover with `affine_fill`, the others with 0."""
+    The AFFINE_FILL_OPS fill the area they uncover with the colour of `affine_fill`, the others 0."""
     if len(group) == 1:
         name = names[group[0]]
         v = value if PARAMS[name].scale is not None else None
@@ -267,7 +268,7 @@ def _run_chains(
 ) -> torch.Tensor:
     """Apply every chain's ops in order. chains: uint8 (V*B*width, 3, H, W) in (view, sample,
     chain) order; returns the chain outputs in the same order (chains is updated in place).
-    `affine_fill`: grey level of the area the AFFINE_FILL_OPS uncover (module docstring).
+    `affine_fill`: fill of the area the AFFINE_FILL_OPS uncover (module docstring).
 
     At each step the rows are split by op group (one stable argsort), each group is gathered,
     processed by one call with per-row parameters and scattered back; finished chains and
@@ -355,7 +356,7 @@ def _augmix_views(
     affine_fill: int = 0,
 ) -> torch.Tensor:
     """AugMix views of a uint8 batch into out (V, B, 3, H, W) float32 (allocated if None).
-    `affine_fill`: grey level of the area the affine ops uncover (module docstring)."""
+    `affine_fill`: fill of the area the affine ops uncover (module docstring)."""
     x = _as_uint8(x)
     affine_fill = check_fill(affine_fill)
     if len(keys) != x.shape[0]:
@@ -398,8 +399,8 @@ def augmix_batch(
     """Per-sample AugMix of a batch: uint8 or [0, 1] float (B, 3, H, W) on any device ->
     float32 (B, 3, H, W) in [0, 1]. `view` selects an independent draw for the same keys.
     `ops` overrides the op names (keys of ops.TENSOR_OPS, e.g. ("identity",) in tests).
-    `affine_fill`: grey level 0..255 of the area shear_x/y and translate_x/y uncover (0: REF
-    as committed; 128: the released ImageNet weights, REF-#3); rotate fills 0."""
+    `affine_fill`: PIL fillcolor int 0..255 of the area shear_x/y and translate_x/y uncover (0:
+    REF as committed; 128: the released ImageNet weights, REF-#3); rotate fills 0."""
     return _augmix_views(
         x, keys, (view,), severity=severity, width=width, depth=depth, alpha=alpha,
         all_ops=all_ops, ops=ops, affine_fill=affine_fill,
@@ -444,8 +445,8 @@ def make_views(
     backend "tensor" is batched (any device); "pil" loops over images with the PIL ops.
     out: an existing float32 (V, B, 3, H, W) tensor (V = 3 or 1), e.g. a slice of an epoch's
     views, filled in place and returned as given: no fresh buffer, no copy.
-    affine_fill: grey level 0..255 that shear_x, shear_y, translate_x and translate_y put in the
-    area they uncover. 0 (default): `cifar.py` / `imagenet.py` as committed. 128: the code
+    affine_fill: PIL fillcolor int 0..255 that shear_x, shear_y, translate_x and translate_y paint
+    the area they uncover with (module docstring). 0 (default): `cifar.py` / `imagenet.py` as committed. 128: the code
     that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6, §9.3; config
     `imagenet.augmix_fill`). Rotate fills 0 either way; no random draw changes.
     """

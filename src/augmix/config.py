@@ -155,8 +155,9 @@ class ImageNetParams:
     weight_decay: float = spec(min=0.0, max=1.0)
     schedule: str = spec(choices=("step", "cosine"))  # step: x1, x0.1, x0.01 from epochs E//3, 2E//3
     augmix_severity: int = spec(min=1, max=10)  # REF imagenet.py: 1 (CIFAR: 3)
-    # Grey level shear/translate put in the area they uncover (rotate: 0). 128: the code that
-    # trained the released ResNet-50 (REF-#3, augmix.md §6); 0: imagenet.py as committed.
+    # PIL fillcolor int shear/translate paint the area they uncover with (rotate: 0). 128: the code
+    # that trained the released ResNet-50 (REF-#3, augmix.md §6), which Pillow paints (128, 0, 0);
+    # 0: imagenet.py as committed.
     augmix_fill: int = spec(min=0, max=255)
     image_size: int = spec(min=16, max=1024)  # RandomResizedCrop and CenterCrop side (224)
     resize: int = spec(min=16, max=2048)  # test-time Resize of the shorter side before CenterCrop (256)

@@ -14,12 +14,13 @@ tests/test_ops.py). Rotate uses `grid_sample`; on the CPU the shears use two gat
 pixel (a shear moves whole rows or columns), elsewhere `grid_sample` too.
 
 Fill: the area a geometric op uncovers is black (0), as in the committed reference. The code that
-trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6 and §9.3) passes fill colour 128
-(mid-grey) to shear_x, shear_y, translate_x and translate_y; the ops in AFFINE_FILL_OPS therefore
-take a `fill` grey level (PIL `fillcolor=(fill,) * 3`), default 0. Rotate's fill in REF-#3 is
-unknown, so rotate always fills 0. Pillow gives an output pixel whose source point falls outside
-the image the fill colour whole (no bilinear blend with the fill at the border), and the tensor
-twins do the same.
+trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6 and §9.3) passes `fillcolor=128` to
+shear_x, shear_y, translate_x and translate_y; the ops in AFFINE_FILL_OPS therefore take that int
+as `fill`, default 0. Quirk: Pillow reads an int colour on an RGB image as a packed value, red in
+the low byte, so REF-#3's 128 fills dark red (128, 0, 0), not the mid-grey augmix.md §6 describes
+(`fill_colour`). Rotate's fill in REF-#3 is unknown, so rotate always fills 0. Pillow gives an
+output pixel whose source point falls outside the image the fill colour whole (no bilinear blend
+with the fill at the border), and the tensor twins do the same.
 
 CPU speed notes (measured with one thread; the reasons for the less obvious choices below):
 uint8 and int16 elementwise ops are the cheapest, float comparisons and casts from float
@@ -112,16 +113,28 @@ PARAMS: dict[str, OpParam] = {
 }
 
 GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
-# The ops that take a fill grey level for the area they uncover (REF-#3 passes 128 to exactly
-# these four; rotate keeps 0, augmix.md §6).
+# The ops that take a fill for the area they uncover (REF-#3 passes 128 to exactly these four;
+# rotate keeps 0, augmix.md §6).
 AFFINE_FILL_OPS = ("shear_x", "shear_y", "translate_x", "translate_y")
 
 
 def check_fill(fill) -> int:
-    """An affine fill grey level must be an integer in 0..255; returns it as an int."""
+    """An affine fill (the int passed to PIL as `fillcolor`) must be in 0..255; returns an int."""
     if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
-        raise ValueError(f"affine_fill must be an integer grey level in 0..255, got {fill!r}")
+        raise ValueError(f"affine_fill must be an integer in 0..255 (PIL fillcolor), got {fill!r}")
     return int(fill)
+
+
+def fill_colour(fill: int, channels: int = 3) -> tuple[int, ...]:
+    """The colour Pillow paints for `fillcolor=fill` (an int, as REF-#3 passes it): on an RGB
+    image a packed value with red in the low byte, so 0..255 gives (fill, 0, 0); a one-band image
+    takes the int as its level."""
+    return (fill,) if channels == 1 else tuple((fill >> (8 * k)) & 255 for k in range(channels))
+
+
+def _fill_planes(channels: int, device) -> torch.Tensor:
+    """(1, c, 1, 1) uint8: 1 on the planes a fill level 0..255 lands on (fill_colour)."""
+    return torch.tensor(fill_colour(1, channels), dtype=torch.uint8, device=device).reshape(1, channels, 1, 1)
 
 
 # ----------------------------------------------------------------------------- PIL path
@@ -140,8 +153,8 @@ def check_image(img: Image.Image, image_size: int) -> None:
 
 def _affine(img: Image.Image, data, image_size: int, fill: int = 0) -> Image.Image:
     # PIL maps each output pixel to input (a x + b y + c, d x + e y + f), top-left origin,
-    # bilinear, fill 0 (augmix.md §3); fill 128 is REF-#3's grey (§6).
-    kw = {"fillcolor": (fill,) * 3} if fill else {}  # fill 0: the reference call, unchanged
+    # bilinear, fill 0 (augmix.md §3); REF-#3 passes the int fillcolor=128 (§6; see fill_colour).
+    kw = {"fillcolor": fill} if fill else {}  # fill 0: the reference call, unchanged
     return img.transform(
         (image_size, image_size), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR,
         **kw,
@@ -157,7 +170,7 @@ def _signed_value(name: str, severity: float, rng: np.random.Generator, image_si
 
 
 # Apply an op with an explicit parameter (tests use these to compare with the tensor twins).
-# The AFFINE_FILL_OPS also take a fill grey level as a fourth argument (default 0).
+# The AFFINE_FILL_OPS also take a fill (PIL fillcolor int) as a fourth argument (default 0).
 PIL_APPLY: dict[str, Callable[[Image.Image, object, int], Image.Image]] = {
     "autocontrast": lambda img, v, s: ImageOps.autocontrast(img),
     "equalize": lambda img, v, s: ImageOps.equalize(img),
@@ -187,7 +200,7 @@ def _make_pil_op(name: str):
             value = _signed_value(name, severity, rng, image_size)
             return PIL_APPLY[name](img, value, image_size, check_fill(fill))
 
-        doc = " `fill`: grey level of the uncovered area (0: REF; 128: REF-#3, augmix.md §6)."
+        doc = " `fill`: PIL fillcolor int of the uncovered area (0: REF; 128: REF-#3, augmix.md §6)."
     else:
 
         def op(img: Image.Image, severity: float, rng: np.random.Generator, image_size: int):
@@ -429,14 +442,15 @@ def _grid_and_mask(mats: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, to
 
 
 def _fill_outside(out: torch.Tensor, inside: torch.Tensor, fill) -> torch.Tensor:
-    """Give the pixels where the uint8 0/1 mask `inside` (broadcast to out) is 0 the grey level
-    `fill` (an int, or a (n,) tensor: one per image), in place. out must already be 0 there, as
-    PIL sets such a pixel to the fill colour whole. Fill 0 leaves out untouched."""
+    """Give the pixels where the uint8 0/1 mask `inside` (broadcast to out) is 0 the colour of
+    `fill` (fill_colour of an int, or of a (n,) tensor: one per image), in place. out must already
+    be 0 there, as PIL sets such a pixel to the fill colour whole. Fill 0 leaves out untouched."""
     if isinstance(fill, torch.Tensor):
         fill = _per(fill.to(out.device, torch.uint8))
     elif fill == 0:
         return out
-    return out.add_((1 - inside) * fill)  # uint8: 0 or fill, no overflow on top of 0
+    colour = _fill_planes(out.shape[1], out.device) * fill
+    return out.add_((1 - inside) * colour)  # uint8: 0 or the colour, no overflow on top of 0
 
 
 def _warp(x: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor, fill=0) -> torch.Tensor:
@@ -450,9 +464,8 @@ def _warp(x: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor, fill=0) -> 
 
 def t_affine(x: torch.Tensor, mats: torch.Tensor, fill=0) -> torch.Tensor:
     """Batched PIL-style affine warp of square images: bilinear, same output size.
-    mats (n, 6) holds PIL's (a, b, c, d, e, f) per image (affine_matrices). `fill`: grey level
-    of the uncovered area, an int or a (n,) tensor with one level per image (PIL
-    `fillcolor=(fill,) * 3`)."""
+    mats (n, 6) holds PIL's (a, b, c, d, e, f) per image (affine_matrices). `fill`: PIL's
+    `fillcolor` int for the uncovered area (colour: fill_colour), or a (n,) tensor, one per image."""
     n, _, h, w = x.shape
     if h != w:
         raise ValueError(f"t_affine expects square images, got {h}x{w}")
@@ -486,7 +499,7 @@ def _edge_canvas(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
 
 def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch.Tensor:
     """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image; the
-    uncovered area gets grey level `fill` (0: REF; 128: REF-#3).
+    uncovered area gets the colour of `fill` (0: REF; 128: REF-#3; fill_colour).
 
     shear_x samples output (x, y) at input (x + 0.5 + s_y, y + 0.5) with s_y = v (y + 0.5):
     each row is shifted by its own s_y while the other coordinate stays on a pixel centre,
@@ -530,8 +543,8 @@ def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch
 def t_translate(
     x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: int = 0
 ) -> torch.Tensor:
-    """Integer translation, PIL convention (output (x, y) reads input (x + dx, y + dy), fill
-    grey level `fill`: 0 in REF, 128 in REF-#3).
+    """Integer translation, PIL convention (output (x, y) reads input (x + dx, y + dy), the
+    colour of `fill` outside: 0 in REF, 128 in REF-#3; fill_colour).
 
     Exact for integer offsets (PIL's bilinear weights are then 0/1). One uint8 gather from the
     image with a fill row and column appended, which the source rows and columns that fall
@@ -542,14 +555,14 @@ def t_translate(
     ys = torch.arange(h, device=dev) + dy.to(dev).long()[:, None]  # (n, H)
     xs = torch.where((xs >= 0) & (xs < w), xs, w)  # column w and row h hold the fill
     ys = torch.where((ys >= 0) & (ys < h), ys, h)
-    canvas = x.new_full((n, c, h + 1, w + 1), fill)
+    canvas = (_fill_planes(c, dev) * fill).expand(n, c, h + 1, w + 1).clone()
     canvas[:, :, :h, :w] = x
     src = ys[:, :, None] * (w + 1) + xs[:, None, :]  # (n, H, W)
     idx = src.reshape(n, 1, h * w).expand(n, c, h * w)
     return torch.gather(canvas.reshape(n, c, -1), 2, idx).reshape(n, c, h, w)
 
 
-# The AFFINE_FILL_OPS also take a keyword `fill` (grey level of the uncovered area, default 0).
+# The AFFINE_FILL_OPS also take a keyword `fill` (PIL fillcolor int of the uncovered area, default 0).
 TENSOR_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
     "autocontrast": t_autocontrast,
     "equalize": t_equalize,

@@ -632,7 +632,7 @@ def _wide_table(name, title, note, datasets, metric_list, summary, ours, publish
 
 
 def build_tables(
-    summary: pd.DataFrame, published: pd.DataFrame | None, *, calib_mode: str
+    summary: pd.DataFrame, published: pd.DataFrame | None, *, calib_mode: str, bin_size: int = 100
 ) -> list[Table]:
     """All report tables for the datasets present in ``summary``."""
     ours = _lookup_ours(summary)
@@ -742,7 +742,7 @@ def build_tables(
         _wide_table(
             "calibration",
             "Calibration: RMS calibration error and Brier score",
-            f"RMS calibration error, adaptive bins of 100, mode '{calib_mode}'"
+            f"RMS calibration error, adaptive bins of {bin_size}, mode '{calib_mode}'"
             + (
                 " (reproduces outlier-exposure calib_err, which skips the highest-confidence bin)"
                 if calib_mode == "reference"
@@ -1024,7 +1024,7 @@ def _scale_section(results: Results) -> tuple[list[str], bool]:
     return lines, reduced
 
 
-def _header(results: Results, calib_mode: str, published_path: Path | None) -> list[str]:
+def _header(results: Results, calib_mode: str, published_path: Path | None, bin_size: int = 100) -> list[str]:
     scale, reduced = _scale_section(results)
     datasets = _order(results.evals.dataset, list(DATASET_TITLES))
     epochs = sorted({s.get("epochs") for s in results.summaries.values() if "epochs" in s})
@@ -1050,7 +1050,7 @@ def _header(results: Results, calib_mode: str, published_path: Path | None) -> l
             f"* Datasets: {', '.join(datasets)}",
             f"* Epochs: {', '.join(map(str, epochs)) or 'unknown (no train_summary.json)'}",
             f"* Training-set sizes: {', '.join(map(str, n_train)) or 'unknown'}",
-            f"* Calibration: RMS calibration error, adaptive bins of 100 sorted by confidence, "
+            f"* Calibration: RMS calibration error, adaptive bins of {bin_size} sorted by confidence, "
             f"mode **{calib_mode}**"
             + (
                 " (as hendrycks/outlier-exposure calib_err: the highest-confidence bin is skipped)"
@@ -1080,7 +1080,8 @@ def _header(results: Results, calib_mode: str, published_path: Path | None) -> l
 
 
 def build_report(
-    results_root: Path, out_dir: Path, *, calib_mode: str, published: Path | None = None
+    results_root: Path, out_dir: Path, *, calib_mode: str, published: Path | None = None,
+    bin_size: int = 100,
 ) -> dict[str, Path]:
     """Build every table, plot and ``report.md`` from ``results_root``; return written files.
 
@@ -1095,8 +1096,8 @@ def build_report(
     results = collect_results(results_root)
     published_path = PUBLISHED_CSV if published is None else Path(published)
     pub = select_published(load_published(published_path))
-    summary = summarise(results)
-    tables = build_tables(summary, pub, calib_mode=calib_mode)
+    summary = summarise(results, bin_size=bin_size)
+    tables = build_tables(summary, pub, calib_mode=calib_mode, bin_size=bin_size)
 
     written: dict[str, Path] = {}
 
@@ -1153,7 +1154,7 @@ def build_report(
             put(rel, out_dir / rel)
             plots.append(rel)
 
-    lines = _header(results, calib_mode, published_path)
+    lines = _header(results, calib_mode, published_path, bin_size)
     lines += ["## Tables", ""] + body + ["## Plots", ""] + [f"* [{p}]({p})" for p in plots] + [""]
     put("report.md", io.write_text(out_dir / "report.md", "\n".join(lines)))
     return written

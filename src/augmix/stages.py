@@ -229,7 +229,8 @@ def report(params: Params) -> dict[str, Path]:
     from augmix import report as rep
 
     with tracking.stage_run(params, stage="report", sections=REPORT_SECTIONS) as run:
-        files = rep.build_report(Path("results"), Paths.report, calib_mode=params.eval.calib_mode)
+        files = rep.build_report(Path("results"), Paths.report, calib_mode=params.eval.calib_mode,
+                                 bin_size=params.eval.calib_bin_size)
         run.log_artifacts(Paths.report)
     print(f"[report] tables and plots in {Paths.report.resolve()}", flush=True)
     return files

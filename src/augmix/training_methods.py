@@ -32,7 +32,7 @@ def _views(batch: TrainBatch, hp: Mapping[str, Any], jsd: bool) -> torch.Tensor:
 
 
 def _augmix_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
-    """The make_views keywords from a method's hp. `affine_fill` (grey level of the area the
+    """The make_views keywords from a method's hp. `affine_fill` (PIL fillcolor int of the area the
     affine ops uncover) is set only for ImageNet, from `imagenet.augmix_fill`; CIFAR hps lack
     it and get 0, the committed reference's black."""
     kw = {k: hp[k] for k in ("severity", "width", "depth", "alpha", "all_ops")}
