@@ -19,7 +19,7 @@ DEVICES = ["cpu", "cpu-cuda-division"] + (["cuda"] if torch.cuda.is_available() 
 def emulate_cuda_scalar_division(monkeypatch):
     """CUDA's true division of a floating tensor by a Python number multiplies by the number's
     reciprocal (ATen BinaryDivTrueKernel.cu); CPU divides. Tensor divisors divide on both."""
-    true_div = torch.Tensor.__truediv__
+    true_div, div = torch.Tensor.__truediv__, torch.Tensor.div
 
     def cuda_like(self, other):
         if self.is_floating_point() and isinstance(other, (int, float)):
@@ -32,7 +32,7 @@ def emulate_cuda_scalar_division(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "__truediv__", cuda_like)
     monkeypatch.setattr(torch.Tensor, "__itruediv__", cuda_like_inplace)
-    monkeypatch.setattr(torch.Tensor, "div", lambda self, other, **kw: cuda_like(self, other) if not kw else true_div(self, other))
+    monkeypatch.setattr(torch.Tensor, "div", lambda self, other, **kw: div(self, other, **kw) if kw else cuda_like(self, other))
 
 
 @pytest.fixture(params=DEVICES)

@@ -52,10 +52,11 @@ def evaluate_model(
     """Rows (benchmark, corruption, severity, error, rms_calib, brier, n) and -P rows for one model."""
     from augmix.train import predict_logits
 
-    autocast = False  # evaluate in float32, as the reference: bf16 logits would coarsen the confidences
+    # Evaluation runs in float32 (no autocast), as the reference: bf16 logits would coarsen the
+    # confidences that calibration and top-5 distance read.
     bs = params.eval.batch_size
     x, y = test
-    logits = predict_logits(model, _to_tensor(x, device), bs, autocast=autocast)
+    logits = predict_logits(model, _to_tensor(x, device), bs)
     rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
     extras = _extras(logits, y)
 
@@ -74,7 +75,7 @@ def evaluate_model(
             for severity in params.corruptions.severities:
                 i = stacked.index(severity)
                 block = slice(i * per, (i + 1) * per)
-                lg = predict_logits(model, _to_tensor(images[block], device), bs, autocast=autocast)
+                lg = predict_logits(model, _to_tensor(images[block], device), bs)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
                              **_scores(lg, labels_all[block].astype(np.int64), params)})
     frame = _tidy(rows, identity)
@@ -86,7 +87,7 @@ def evaluate_model(
             seqs = np.load(p_dir / f"{name}.npy", mmap_mode="r")  # (n_seq, T, H, W, 3) uint8
             n_seq, t = seqs.shape[:2]
             flat = np.asarray(seqs).reshape(n_seq * t, *seqs.shape[2:])
-            lg = predict_logits(model, _to_tensor(flat, device), bs, autocast=autocast)
+            lg = predict_logits(model, _to_tensor(flat, device), bs)
             p_rows.append(_p_row(identity, name, lg.cpu().numpy().reshape(n_seq, t, -1)))
         p_frame = pd.DataFrame(p_rows)
 
@@ -174,8 +175,7 @@ def evaluate_folder_model(
     from augmix import imagenet
 
     p = params.imagenet
-    autocast = False  # float32, as evaluate_model
-    kw = {"batch_size": params.eval.batch_size, "workers": p.workers, "device": device, "autocast": autocast}
+    kw = {"batch_size": params.eval.batch_size, "workers": p.workers, "device": device}  # float32, as evaluate_model
     val = imagenet.scan_folder(val_dir, classes, what="validation folder").subset(params.data.max_test)
     logits, labels = imagenet.folder_logits(model, imagenet.EvalFolder(val, p.resize, p.image_size), **kw)
     y = labels.cpu().numpy()
@@ -203,7 +203,7 @@ def evaluate_folder_model(
                 raise FileNotFoundError(f"no ImageNet-P videos in {p_dir / name}: re-run `augmix corrupt --dataset "
                                         f"{identity['dataset']}` with corruptions.perturbations listing {name}")
             lg = [predict_logits(model, torch.from_numpy(read_video(f)).permute(0, 3, 1, 2).to(device),
-                                 params.eval.batch_size, autocast=autocast).cpu().numpy() for f in videos]
+                                 params.eval.batch_size).cpu().numpy() for f in videos]
             p_rows.append(_p_row(identity, name, np.stack(lg)))
         p_frame = pd.DataFrame(p_rows)
     return frame, p_frame, _summary(frame, p_frame, params, _extras(logits, y), alexnet=True)
