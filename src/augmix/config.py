@@ -8,6 +8,8 @@ command line (see `cli.py`).
 
 from __future__ import annotations
 
+from augmix.errors import ConfigError  # noqa: F401  (re-exported)
+
 import dataclasses
 import hashlib
 import json
@@ -20,8 +22,6 @@ from typing import Any
 import yaml
 
 
-class ConfigError(ValueError):
-    """A params file that does not match the schema; the message names the dotted key."""
 
 
 def _check(**rules: Any) -> dict[str, Any]:

@@ -7,6 +7,8 @@ Every small dataset ends up in the same on-disk format, the CIFAR "python versio
 
 from __future__ import annotations
 
+from augmix.errors import DataError  # noqa: F401  (re-exported)
+
 import pickle
 import tarfile
 from dataclasses import dataclass
@@ -17,8 +19,6 @@ import numpy as np
 from augmix.io import atomic_dir, file_digest
 
 
-class DataError(RuntimeError):
-    """A dataset that is missing, incomplete or fails its checksum; the message says what to do."""
 
 
 @dataclass(frozen=True)

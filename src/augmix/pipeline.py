@@ -7,6 +7,8 @@ params.yaml is never touched. Its MLflow runs go to the main store at the reposi
 
 from __future__ import annotations
 
+from augmix.errors import PipelineError  # noqa: F401  (re-exported)
+
 import os
 import shutil
 import subprocess
@@ -20,8 +22,6 @@ PIPELINE_DIRS = ["workflow", "src"]
 DEMO_PARAMS = Path("workflow/params/demo.yaml")
 
 
-class PipelineError(RuntimeError):
-    pass
 
 
 def _tool(name: str) -> str:
