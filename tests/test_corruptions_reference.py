@@ -379,39 +379,66 @@ def test_zoom_blur_imagenet_is_the_reference_bit_for_bit(s):
 # weather
 
 
-@pytest.mark.parametrize("s", [1, 3, 4])
-def test_snow(imgs, s):
-    c = [
+SNOW = {  # (loc, scale, zoom, threshold, blur radius, blur sigma, blend) per severity
+    "cifar": [
         (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
         (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
         (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
         (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
-    ][s - 1]
+    ],
+    "imagenet": [
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+    ],
+}
+
+
+def _snow_reference(img, c, z, u):
+    """The reference's snow on one image: float32 image, OpenCV's RGB2GRAY in the blend."""
+    h = img.shape[0]
+    x = np.array(img, dtype=np.float32) / 255.0
+    layer = c[0] + c[1] * z
+    layer = _clipped_zoom(layer[..., np.newaxis], c[2])
+    layer[layer < c[3]] = 0
+    layer8 = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8)
+    blurred = motion_blur_im(layer8[None, :, :, None], c[4], c[5], -135 + 90 * u)[0] / 255.0
+    gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+    x = c[6] * x + (1 - c[6]) * np.maximum(x, gray.reshape(h, h, 1) * 1.5 + 0.5)
+    return _u8(np.clip(x + blurred + np.rot90(blurred, k=2), 0, 1) * 255)
+
+
+def _snow_images(table, kind):
+    """Colour: smooth waves (and at 32 px the fixture's random and flat ones). Grey: r = g = b, a
+    random grey and smooth ones, where a one-ulp grey error flips the truncation most often."""
+    size, n = {"cifar": (32, 12), "imagenet": (224, 2)}[table]
+    rng = np.random.default_rng(size)
+    colour = synthetic_images(n, size=size, seed=size)
+    if kind == "colour":
+        return colour
+    grey = colour.mean(axis=-1).astype(np.uint8)
+    grey[0] = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+@needs_cv2
+@pytest.mark.parametrize("kind", ["grey", "colour"])
+@pytest.mark.parametrize("table", ["cifar", "imagenet"])
+@pytest.mark.parametrize("s", [1, 2, 3, 4, 5])
+def test_snow_is_the_reference_bit_for_bit(imgs, table, kind, s):
+    images = _snow_images(table, kind)
+    if table == "cifar" and kind == "colour":
+        images = np.concatenate([images, imgs])
+    n, h = images.shape[:2]
+    c = SNOW[table][s - 1]
     rng = np.random.default_rng(s)
-    z, u = rng.standard_normal((len(imgs), 32, 32)), rng.random(len(imgs))
-    ours = F.snow(imgs, s, draws={"z": z, "u_angle": u})
-    for i, img in enumerate(imgs):
-        x = np.array(img, dtype=np.float32) / 255.0
-        layer = c[0] + c[1] * z[i]
-        layer = _clipped_zoom(layer[..., np.newaxis], c[2])
-        layer[layer < c[3]] = 0
-        layer8 = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8)
-        blurred = (
-            motion_blur_im(layer8[None, :, :, None], c[4], c[5], -135 + 90 * u[i])[0]
-            / 255.0
-        )
-        if cv2 is not None:
-            gray = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
-        else:
-            gray = (
-                x[..., 0] * np.float32(0.299)
-                + x[..., 1] * np.float32(0.587)
-                + x[..., 2] * np.float32(0.114)
-            )
-        x = c[6] * x + (1 - c[6]) * np.maximum(x, gray.reshape(32, 32, 1) * 1.5 + 0.5)
-        ref = _u8(np.clip(x + blurred + np.rot90(blurred, k=2), 0, 1) * 255)
-        _agree(ours[i], ref)
+    z, u = rng.standard_normal((n, h, h)), rng.random(n)
+    ours = F.snow(images, s, table=table, draws={"z": z, "u_angle": u})
+    for i, img in enumerate(images):
+        assert np.array_equal(ours[i], _snow_reference(img, c, z[i], u[i])), i
 
 
 @needs_frost

@@ -178,15 +178,104 @@ def test_fog_same_draws(imgs, device, s):
     )
 
 
+def _snow_images(size, kind):
+    colour = synthetic_images(4 if size == 32 else 2, size=size, seed=size)
+    if kind == "colour":
+        return colour
+    grey = colour.mean(axis=-1).astype(np.uint8)
+    grey[0] = np.random.default_rng(size).integers(0, 256, (size, size), dtype=np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("kind", ["grey", "colour"])
+@pytest.mark.parametrize("table, size", [("cifar", 32), ("imagenet", 224)])
 @pytest.mark.parametrize("s", [1, 3, 4, 5])
-def test_snow_same_draws(imgs, device, s):
+def test_snow_same_draws(imgs, device, s, table, size, kind):
+    images = _snow_images(size, kind)
+    if size == 32 and kind == "colour":
+        images = np.concatenate([images, imgs])
     rng = np.random.default_rng(s)
     d = {
-        "z": rng.standard_normal((len(imgs), 32, 32)),
-        "u_angle": rng.random(len(imgs)),
+        "z": rng.standard_normal((len(images), size, size)),
+        "u_angle": rng.random(len(images)),
     }
-    # the layer's zoom is a float64 matrix product (summation order): rare one-level flips
-    _agree(F.snow(imgs, s, draws=d, device=device), F.snow(imgs, s, draws=d))
+    ours = F.snow(images, s, table=table, draws=d, device=device)
+    ref = F.snow(images, s, table=table, draws=d)
+    if device == "cpu":  # the same float operations, the grey by OpenCV's fused order
+        assert np.array_equal(ours, ref)
+    else:  # the layer's zoom is a float64 matrix product on cuBLAS (its summation order)
+        _agree(ours, ref)
+
+
+def _grey_cube():
+    """Every RGB triple of grey levels k / 255 (float32), as a (4096, 4096, 3) image."""
+    k = np.arange(256, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(k, k, k, indexing="ij"), axis=-1)
+    return rgb.reshape(4096, 4096, 3).astype(np.float32) / np.float32(255)
+
+
+def _gray_t(x, device):
+    from augmix.corruptions.torch_backend import rgb_to_gray_cv2_t
+
+    return rgb_to_gray_cv2_t(*torch.from_numpy(x).to(device).unbind(-1)).cpu().numpy()
+
+
+def test_snow_grey_is_opencv_rgb2gray(device):
+    """The torch grey equals cv2.cvtColor(COLOR_RGB2GRAY) on 1/16 of all RGB triples k/255."""
+    cv2 = pytest.importorskip("cv2")
+    x = np.ascontiguousarray(_grey_cube()[::16])
+    assert np.array_equal(_gray_t(x, device), cv2.cvtColor(x, cv2.COLOR_RGB2GRAY))
+
+
+@pytest.mark.parametrize(
+    "ipp, optimized, order", [(False, True, "opencv_simd|sum"), (False, False, "sum")]
+)
+def test_snow_grey_follows_the_opencv_build(device, ipp, optimized, order):
+    """OpenCV without IPP (its own FMA loop) and unoptimized (a plain sum) round otherwise; the
+    probe picks the order the running cv2 uses, and the grey still equals it."""
+    cv2 = pytest.importorskip("cv2")
+    from augmix.corruptions import torch_backend as T
+
+    x = np.ascontiguousarray(_grey_cube()[::64])
+    was = cv2.ipp.useIPP(), cv2.useOptimized()
+    try:
+        cv2.setUseOptimized(optimized)  # which sets IPP's flag too: IPP's after
+        cv2.ipp.setUseIPP(ipp)
+        T.cv2_gray_order.cache_clear()
+        ref = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+        assert T.cv2_gray_order() in order.split("|")  # its FMA loop needs a CPU with FMA3
+        assert np.array_equal(_gray_t(x, device), ref)
+    finally:
+        cv2.setUseOptimized(was[1])
+        cv2.ipp.setUseIPP(was[0])
+        T.cv2_gray_order.cache_clear()
+
+
+@pytest.mark.slow
+def test_snow_grey_is_opencv_rgb2gray_on_every_triple(device):
+    cv2 = pytest.importorskip("cv2")
+    x = _grey_cube()
+    assert np.array_equal(_gray_t(x, device), cv2.cvtColor(x, cv2.COLOR_RGB2GRAY))
+
+
+def test_fma32_rounds_once(device):
+    """a * b + c rounded once to float32, where rounding through a float64 sum would not:
+    (1 + 2^-12)^2 is a float32 tie, and +-2^-80 puts the exact sum just above / below it."""
+    from augmix.corruptions.torch_backend import _fma32_t
+
+    def t(*v):
+        return torch.tensor(v, dtype=torch.float32, device=device)
+
+    a, c = t(1 + 2.0**-12, 1 + 2.0**-12, -(1 + 2.0**-12)), t(2.0**-80, -(2.0**-80), -(2.0**-80))
+    tie_low, tie_high = 1 + 2.0**-11, 1 + 2.0**-11 + 2.0**-23  # the tie's float32 neighbours
+    assert _fma32_t(a, a.abs(), c).cpu().tolist() == [tie_high, tie_low, -tie_high]
+    plain = (a.double() * a.abs().double() + c.double()).float()
+    assert plain[0].item() == tie_low  # the double rounding the fma avoids
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(10_000).astype(np.float32) for _ in range(3))
+    exact = (a.astype(np.longdouble) * b + c).astype(np.float32)  # 64-bit significand: exact
+    got = _fma32_t(*(torch.from_numpy(v).to(device) for v in (a, b, c))).cpu().numpy()
+    assert np.array_equal(got, exact)
 
 
 @pytest.mark.skipif(not _frost_ok(), reason="frost textures not installed")

@@ -674,6 +674,20 @@ def zoom_blur(images, severity, rng=None, *, table="cifar", draws=None, device=N
 # weather
 
 
+def rgb_to_gray_cv2(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) float32 RGB -> (N, H, W) grey by OpenCV's own COLOR_RGB2GRAY, as the reference's
+    snow (hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py). Its rounding is not a NumPy
+    sum's (fused multiply-adds, in an order that depends on the OpenCV build: one ulp apart on ~20%
+    of pixels, which flips the final truncation now and then; torch_backend.cv2_gray_order). The
+    images stacked as rows make it one call; OpenCV converts row by row, so this equals one call
+    per image."""
+    import cv2
+
+    n, h, w, _ = x.shape
+    rows = np.ascontiguousarray(x).reshape(n * h, w, 3)
+    return cv2.cvtColor(rows, cv2.COLOR_RGB2GRAY).reshape(n, h, w)
+
+
 def snow(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     """Snow layer N(loc, scale) -> clipped zoom -> threshold -> uint8 truncation -> ImageMagick
     motion blur at U(-135, -45) degrees; image brightened towards 1.5*gray + 0.5 and the layer
@@ -720,9 +734,9 @@ def snow(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     )  # the layer rotated by 180 degrees
     # Planar per-channel arithmetic (broadcasting over a size-3 last axis is slow in NumPy);
     # the additions keep the reference's order: (x' + layer) + rotated layer.
-    r, g, b = _planes(_to_unit(images, np.float32))
-    gray = r * np.float32(0.299) + g * np.float32(0.587) + b * np.float32(0.114)
-    lift = gray * 1.5 + 0.5
+    x = _to_unit(images, np.float32)
+    lift = rgb_to_gray_cv2(x) * 1.5 + 0.5
+    r, g, b = _planes(x)
     return np.stack(
         [
             _finish_temp(
