@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE_PARAMS = REPO / "tests" / "smoke" / "params.yaml"
+SMOKE_OVERLAY = REPO / "tests" / "smoke" / "params.yaml"
 BIN = Path(sys.executable).parent
+
+
+def _compose_smoke() -> Path:
+    """The smoke overlay over params.yaml, as pipeline.prepare_workdir composes it (one file per session)."""
+    from augmix import config
+
+    out = Path(tempfile.mkdtemp(prefix="augmix-smoke-")) / "params.yaml"
+    out.write_text(config.compose_text(REPO / "params.yaml", SMOKE_OVERLAY))
+    return out
+
+
+SMOKE_PARAMS = _compose_smoke()
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -470,3 +470,31 @@ def make_views(
     else:
         augs.copy_(_make_views_pil(x, keys, jsd, **kw))
     return out if given else out.reshape(-1, *x.shape[1:])
+
+
+class EpochViews:
+    """All of an epoch's flip/crop and a method's per-sample views, made in large chunks before the first step.
+
+    Every draw depends only on (seed, epoch, sample index), so making the views for the whole
+    epoch in chunks of `chunk` samples gives exactly the tensors the per-step path would make;
+    on a GPU the batched AugMix runs at its large-batch rate instead of a latency-bound 128.
+    `maker(x_uint8, keys, out=...)` writes `n_views` views per sample (None: no views up front).
+    """
+
+    def __init__(self, x: torch.Tensor, seed: int, epoch: int, maker=None, n_views: int = 0, chunk: int = 8192):
+        n = len(x)
+        self.base = torch.empty_like(x)
+        self.views = torch.empty(n_views, *x.shape, device=x.device) if maker is not None else None
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            idx = torch.arange(start, stop, device=x.device)
+            keys = R.SampleKeys(seed, epoch, idx)
+            self.base[idx] = base_transform_batch(x[idx], keys)
+            if maker is not None:  # written straight into the epoch's buffer
+                maker(self.base[idx], keys, out=self.views[:, start:stop])
+
+    def batch_views(self, idx: torch.Tensor) -> torch.Tensor | None:
+        if self.views is None:
+            return None
+        v = self.views[:, idx]
+        return v.reshape(-1, *v.shape[2:])  # [clean; aug1; aug2] blocks, as make_views returns

@@ -1,114 +1,111 @@
 """`augmix <stage>`: the one entry point. Each subcommand only translates arguments into a library call.
 
-Bad input (params, names, missing files) ends with one line `augmix: error: ...` on stderr and exit
-status 2, before any work starts.
+Errors: the project's user errors (`augmix.errors.UserError`: a bad params value, a missing file, a
+refused checkpoint) end with `augmix: error: ...` naming the problem and exit status 2, before any work
+starts where they can be found early. SIGINT and SIGTERM end a stage with one line and status 130 /
+143, its checkpoint kept and its tracking run marked KILLED. Anything else is a bug: it keeps its
+traceback.
+
+Each stage's module is imported only when that stage runs (`STAGES`), so a command's code is the
+import closure of its stage module plus this file, `config`, `jobs` and `errors`
+(tests/test_imports.py checks dvc.yaml and the Snakefile list exactly those files).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from augmix import __version__
+from augmix import __version__, config
+from augmix.errors import Interrupted, PipelineError, UserError
+
+STAGES = {name: f"augmix.stages.{name}" for name in ("download", "corrupt", "train", "evaluate", "report", "check")}
 
 
-def _params(args: argparse.Namespace) -> Any:
-    from augmix import config
+def _stage(name: str) -> Any:
+    return importlib.import_module(STAGES[name])
 
+
+def _params(args: argparse.Namespace) -> config.Params:
     return config.load(args.params)
 
 
-def _check_cell(params: Any, args: argparse.Namespace) -> None:
-    """Run identity must name a dataset, arch and method the code knows (the grid may be a subset)."""
-    from augmix import registry
-    from augmix.config import DATASETS
-
-    checks = [("--dataset", getattr(args, "dataset", None), list(DATASETS))]
-    if hasattr(args, "arch"):
-        checks.append(("--arch", args.arch, registry.arch_names()))
-    if hasattr(args, "method"):
-        checks.append(("--method", args.method, registry.method_names()))
-    for flag, value, known in checks:
-        if value is not None and value not in known:
-            raise KeyError(f"{flag}: unknown name {value!r} (known: {', '.join(known)})")
+def _seed(params: config.Params, args: argparse.Namespace) -> int:
+    """--seed, else the first seed of the grid the dataset's jobs come from."""
+    if args.seed is not None:
+        return args.seed
+    folder = args.dataset in params.datasets and params.datasets[args.dataset].source in config.FOLDER_SOURCES
+    return (params.imagenet.seeds if folder else params.grid.seeds)[0]
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from augmix import stages
-
-    params = _params(args)
-    _check_cell(params, args)
-    stages.download(params, args.dataset)
+    _stage("download").run(_params(args), args.dataset)
 
 
 def cmd_corrupt(args: argparse.Namespace) -> None:
-    from augmix import stages
-
-    params = _params(args)
-    _check_cell(params, args)
-    stages.corrupt(params, args.dataset)
+    _stage("corrupt").run(_params(args), args.dataset)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import os
-    import subprocess
-
-    from augmix import stages
-
-    from augmix.config import FOLDER_DATASETS
-
     params = _params(args)
-    _check_cell(params, args)
-    nproc = params.imagenet.nproc if args.dataset in FOLDER_DATASETS else params.train.nproc
+    folder = args.dataset in params.datasets and params.datasets[args.dataset].source in config.FOLDER_SOURCES
+    nproc = params.imagenet.nproc if folder else params.train.nproc
+    seed = _seed(params, args)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         # The same command under torchrun, so dvc.yaml and the Snakefile need no second form.
+        _stage("train").check_cell(params, args.dataset, args.arch, args.method)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "augmix", "train", "--params", str(args.params), "--dataset", args.dataset,
-               "--arch", args.arch, "--method", args.method]
+               "--arch", args.arch, "--method", args.method, "--seed", str(seed)]
         rc = subprocess.run(cmd).returncode
         if rc:
-            from augmix.pipeline import PipelineError
-
             raise PipelineError(f"torchrun exited with status {rc}")
         return
-    stages.train(params, args.dataset, args.arch, args.method, stop_after_epoch=args.stop_after_epoch)
+    _stage("train").run(params, args.dataset, args.arch, args.method, seed, stop_after_epoch=args.stop_after_epoch)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from augmix import stages
-
     params = _params(args)
-    _check_cell(params, args)
-    stages.evaluate(params, args.dataset, args.arch, args.method, model_path=args.checkpoint, out_dir=args.out)
+    _stage("evaluate").run(params, args.dataset, args.arch, args.method, _seed(params, args),
+                           model_path=args.checkpoint, out_dir=args.out, format=args.format, sha256=args.sha256)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from augmix import stages
+    if args.compare:
+        print(_stage("report").compare(*args.compare, out=args.out))
+        return
+    _stage("report").run(_params(args))
 
-    stages.report(_params(args))
+
+def cmd_check(args: argparse.Namespace) -> None:
+    print(_stage("check").run(_params(args), str(args.params), stamp=args.stamp))
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    text = json.dumps(config.json_schema(), indent=2) + "\n"
+    if args.out:
+        importlib.import_module("augmix.io").write_text(args.out, text)
+    else:
+        print(text, end="")
 
 
 def cmd_repro(args: argparse.Namespace) -> None:
-    from augmix import pipeline
-
+    pipeline = importlib.import_module("augmix.pipeline")
     pipeline.repro(runner=args.runner, cwd=Path("."), jobs=args.jobs, force=args.force, extra=args.extra)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from augmix import pipeline
-
-    pipeline.demo(repo=Path("."), workdir=args.workdir, runner=args.runner, params_file=args.demo_params,
+    pipeline = importlib.import_module("augmix.pipeline")
+    pipeline.demo(repo=Path("."), workdir=args.workdir, runner=args.runner, overlay=args.demo_params,
                   jobs=args.jobs, force=args.force)
-
-
-def cmd_check(args: argparse.Namespace) -> None:
-    params = _params(args)
-    print(f"{args.params}: ok ({len(params.grid.datasets)} datasets x {len(params.grid.archs)} archs x "
-          f"{len(params.grid.methods)} methods)")
 
 
 # Per benchmark: what --quick means, and how --device is passed.
@@ -119,8 +116,6 @@ BENCH_QUICK = {"augment": {"repeats": 1, "sizes": (32,)}, "corrupt": {"n": 100},
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    import importlib
-
     module = importlib.import_module(BENCH_MODULES[args.what])
     kwargs: dict[str, Any] = dict(BENCH_QUICK[args.what]) if args.quick else {}
     if args.device:
@@ -147,23 +142,35 @@ def build_parser() -> argparse.ArgumentParser:
         if params:  # repro and demo run whole pipelines, which read the params.yaml of their folder
             p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
         if "d" in cell:
-            p.add_argument("--dataset", required=True, help="dataset name, e.g. cifar10, cifar100, digits")
+            p.add_argument("--dataset", required=True, help="a key of the datasets section, e.g. cifar10, digits")
         if "a" in cell:
             p.add_argument("--arch", required=True, help="architecture name, e.g. wrn40_2")
         if "m" in cell:
             p.add_argument("--method", required=True, help="training method name, e.g. augmix")
+            p.add_argument("--seed", type=int, default=None,
+                           help="the run's seed (default: the first of grid.seeds, or imagenet.seeds)")
         p.set_defaults(fn=fn)
         return p
 
     add("download", cmd_download, "Fetch or build a dataset into data/raw/<dataset>.", cell="d")
     add("corrupt", cmd_corrupt, "Build (or fetch) the -C and -P sets into data/corrupted/<dataset>.", cell="d")
-    p = add("train", cmd_train, "Train one dataset x arch x method cell into results/.", cell="dam")
+    p = add("train", cmd_train, "Train one dataset x arch x method x seed cell into results/.", cell="dam")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p = add("evaluate", cmd_evaluate, "Evaluate a trained model on clean, -C and -P data.", cell="dam")
-    p.add_argument("--checkpoint", type=Path, default=None, help="a model.pt to evaluate (default: the pipeline's)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="a model file to evaluate (default: the pipeline's)")
+    p.add_argument("--format", default="auto", choices=("auto", "augmix", "reference", "robustbench", "torchvision"),
+                   help="--checkpoint's format (auto: detected, and said which)")
+    p.add_argument("--sha256", default=None, help="refuse --checkpoint unless its SHA-256 is this")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's results folder)")
-    add("report", cmd_report, "Assemble the paper's tables and plots into report/.")
-    add("check", cmd_check, "Validate a params file and exit.")
+    p = add("report", cmd_report, "Assemble the paper's tables, verdicts and plots into report/.")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                   help="compare two result folders cell by cell instead")
+    p.add_argument("--out", type=Path, default=None, help="--compare: also write the comparison here")
+    p = add("check", cmd_check, "Validate a params file (schema, names, paths) and exit.")
+    p.add_argument("--stamp", type=Path, default=None, help=argparse.SUPPRESS)
+    p = add("schema", cmd_schema, "Print the params JSON schema (Snakemake validates params.yaml with it).",
+            params=False)
+    p.add_argument("--out", type=Path, default=None, help="write it here instead")
     p = add("repro", cmd_repro, "Run the whole pipeline (dvc repro or snakemake) under one MLflow parent run.",
             params=False)
     p.add_argument("--runner", choices=["dvc", "snakemake"], default="dvc")
@@ -173,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "Run the whole pipeline on the offline demo config in a work folder.", params=False)
     p.add_argument("--runner", choices=["dvc", "snakemake"], default="dvc")
     p.add_argument("--workdir", type=Path, default=Path("demo"))
-    p.add_argument("--demo-params", type=Path, default=Path("workflow/params/demo.yaml"))
+    p.add_argument("--demo-params", type=Path, default=Path("workflow/params/demo.yaml"),
+                   help="the demo's overlay over params.yaml")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
     p = sub.add_parser("bench", help="Print throughput figures.", description="Print throughput figures.")
@@ -192,17 +200,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Interrupted("SIGTERM")
+
+
+EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from augmix.config import ConfigError
-    from augmix.data import DataError
-    from augmix.pipeline import PipelineError
-
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args.fn(args)
-    except (ConfigError, DataError, PipelineError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"augmix: error: {msg}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("augmix: interrupted (SIGINT); a training job keeps its checkpoint and resumes from it", file=sys.stderr)
+        return EXIT_INTERRUPTED["SIGINT"]
+    except Interrupted as exc:
+        print(f"augmix: interrupted ({exc}); a training job keeps its checkpoint and resumes from it", file=sys.stderr)
+        return EXIT_INTERRUPTED.get(str(exc), 143)
+    except UserError as exc:
+        print(f"augmix: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,420 +1,919 @@
-"""The strict, typed configuration: `params.yaml` mirrored by frozen dataclasses.
+"""The strict, typed configuration: `params.yaml` as frozen pydantic models, every setting in one home.
 
-`load(path)` reads the file once and checks it completely before any work starts: an unknown key,
-a missing key, a value of the wrong type or out of range raises `ConfigError` naming the dotted key
-and what was expected. Run identity (dataset, arch, method) is not configuration: it comes from the
-command line (see `cli.py`).
+`load(path)` reads the file once and checks it completely before any work starts. Every problem is
+reported at once, each with its dotted key: an unknown key (with the known keys beside it), a missing
+key, a value of the wrong type (no silent coercion: `"3"` is not an integer, `1` is not `true`), a value
+out of range, a name that refers to nothing (a grid method without a `methods` section). A params file
+in the layout used before this schema stops with one message per moved key naming its new place.
+
+Why pydantic v2: it is installed with MLflow already, its strict mode refuses coercion, it collects
+every error of a document in one pass with its location, and it exports a JSON schema that Snakemake
+validates the same file with (`workflow/schemas/params.schema.json`, written by `augmix schema`).
+
+Where a setting lives:
+
+* `grid`, `ablation`, `imagenet.{datasets,archs,methods,seeds}`: which jobs exist (the job identity
+  comes from the command line: dataset, arch, method, seed).
+* `datasets.<name>`: how that dataset is made. `archs.<name>`: that architecture's whole CIFAR recipe;
+  `imagenet.recipe`: the ImageNet recipe. `methods.<name>`: that method's hyperparameters, with its
+  per-dataset values under `per_dataset` (Cutout's 8x8 hole on CIFAR-100, AugMix severity 1 on ImageNet).
+* `train`, `eval`, `corruptions`, `subset`: the rest of the recipe (what can change a result).
+* `runtime`, `tracking` and `data` (root folder, may it download): how and where to run; no job
+  declares them, so changing them re-runs nothing (a new `data.root` moves the outputs, though).
+
+Which keys each job reads is `augmix.jobs`; stages read params only through `jobs.view`, which refuses
+a key the job did not declare.
+
+This module imports no torch and no module of the package but `errors`: every command loads it.
 """
 
 from __future__ import annotations
 
-from augmix.errors import ConfigError  # noqa: F401  (re-exported)
-
-import dataclasses
+import copy
 import hashlib
 import json
-import types
-import typing
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from augmix.errors import ConfigError
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Epochs = Annotated[int, Field(ge=1, le=10000)]
+Rate = Annotated[float, Field(ge=0.0, le=10.0)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Concentration = Annotated[float, Field(ge=1e-3, le=100.0)]
+Name = Annotated[str, Field(min_length=1)]
 
 
+class Section(BaseModel):
+    """A params section: frozen, unknown keys forbidden, no coercion between types."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-def _check(**rules: Any) -> dict[str, Any]:
-    """Field metadata: min / max (inclusive), choices, nonempty."""
-    return {"check": rules}
+# ---- which jobs exist ------------------------------------------------------------------------
 
 
-def spec(default: Any = dataclasses.MISSING, **rules: Any) -> Any:
-    if default is dataclasses.MISSING:
-        return field(metadata=_check(**rules))
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=_check(**rules))
-    return field(default=default, metadata=_check(**rules))
+class GridParams(Section):
+    """The main grid (paper Table 1): one train and one evaluate job per dataset x arch x method x seed."""
+
+    datasets: Annotated[list[Name], Field(min_length=1)]
+    archs: Annotated[list[Name], Field(min_length=1)]
+    methods: Annotated[list[Name], Field(min_length=1)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]  # REF cifar.py seeds with 1
+
+
+class AblationParams(Section):
+    """The paper's Table 4 rows that the main grid lacks (WRN-40-2): their own jobs, with grid.seeds."""
+
+    datasets: list[Name]
+    archs: list[Name]
+    methods: list[Name]  # [] = no ablation jobs
+
+
+# ---- datasets: how each is made --------------------------------------------------------------
+
+
+class CifarSource(Section):
+    source: Literal["cifar10", "cifar100"]  # torchvision's archive, md5-checked
+
+
+class DigitsSource(Section):
+    source: Literal["digits"]  # scikit-learn's 8x8 digits as 32x32 RGB in CIFAR's format
+    test_fraction: Annotated[float, Field(ge=0.05, le=0.5)]
+    split_seed: Annotated[int, Field(ge=0)]  # the stratified split's permutation
+
+
+class ImageNetSource(Section):
+    source: Literal["imagenet"]  # a folder you point to (ImageFolder layout); its jobs: the imagenet section
+    dir: str  # <dir>/train/<class>/*.JPEG and <dir>/val/<class>/*.JPEG ("" = not set)
+    c_dir: str  # official ImageNet-C: <c_dir>/<corruption>/<severity>/<class>/*.JPEG ("" = not set)
+
+
+DatasetSource = Annotated[Union[CifarSource, DigitsSource, ImageNetSource], Field(discriminator="source")]
+FOLDER_SOURCES = ("imagenet",)  # streamed from an image folder: jobs come from the imagenet section
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}  # by source
+
+
+# ---- recipes -----------------------------------------------------------------------------------
+
+
+class ArchRecipe(Section):
+    """One architecture's CIFAR recipe (REF cifar.py: SGD, per-step cosine to lr_min; REF README commands)."""
+
+    epochs: Epochs
+    batch_size: Annotated[int, Field(ge=1, le=65536)]  # distinct samples per step (JSD: 3x images)
+    lr: Rate  # peak learning rate
+    lr_min: Rate  # cosine floor
+    momentum: Unit
+    nesterov: bool
+    weight_decay: Unit  # on all parameters, BatchNorm included (REF)
+
+
+class ImageNetRecipe(Section):
+    """REF imagenet.py as committed: SGD, lr per 256 samples, step decay at E//3 and 2(E//3)."""
+
+    epochs: Epochs
+    batch_size: Annotated[int, Field(ge=1, le=65536)]  # distinct samples per step, all GPUs together
+    lr: Rate  # per 256 samples: the step uses lr * batch_size / 256 (REF)
+    lr_min: Rate  # cosine floor (schedule: cosine only), per 256 samples
+    momentum: Unit
+    nesterov: bool
+    weight_decay: Unit
+    schedule: Literal["step", "cosine"]
+
+
+# ---- methods: each owns its section ----------------------------------------------------------
+
+
+class StandardParams(Section):
+    """Plain cross-entropy on the flipped and cropped images: no hyperparameters."""
+
+
+class AugMixParams(Section):
+    """REF cifar.py defaults. `fill` is the PIL fillcolor int shear and translate paint the area they
+    uncover with: 0 (black) in the committed reference; 128 in the code that trained the released
+    ImageNet ResNet-50, which Pillow paints as (128, 0, 0) (docs/reference-facts.md, "AugMix fill")."""
+
+    severity: Annotated[int, Field(ge=1, le=10)]  # upper bound of the per-op level U(0.1, severity)
+    width: Annotated[int, Field(ge=1, le=10)]  # chains mixed (k)
+    depth: Annotated[int, Field(ge=-1, le=10)]  # ops per chain; -1 = uniform on {1, 2, 3} per chain
+    alpha: Concentration  # Dirichlet and Beta concentration
+    all_ops: bool  # add color/contrast/brightness/sharpness (they overlap the test corruptions)
+    jsd_weight: Annotated[float, Field(ge=0.0, le=1000.0)]  # lambda of the JSD consistency loss
+    backend: Literal["auto", "tensor", "pil"]  # auto = tensor (batched) on every device; pil = reference path
+    fill: Annotated[int, Field(ge=0, le=255)]
+
+
+class AugMixNoJSDParams(Section):
+    """REF --no-jsd ("AugmentAndMix" in the paper's Table 4): one AugMix view, plain cross-entropy."""
+
+    severity: Annotated[int, Field(ge=1, le=10)]
+    width: Annotated[int, Field(ge=1, le=10)]
+    depth: Annotated[int, Field(ge=-1, le=10)]
+    alpha: Concentration
+    all_ops: bool
+    backend: Literal["auto", "tensor", "pil"]
+    fill: Annotated[int, Field(ge=0, le=255)]
+
+
+class CutoutParams(Section):
+    length: Annotated[int, Field(ge=1, le=1024)]  # square side in pixels (DeVries & Taylor: 16 on CIFAR-10)
+
+
+class MixupParams(Section):
+    alpha: Concentration  # Beta(alpha, alpha) (Zhang et al.: 1 on CIFAR)
+
+
+class CutMixParams(Section):
+    alpha: Concentration  # Beta(alpha, alpha) for the box area
+    prob: Unit  # probability of mixing a batch
+
+
+class AutoAugmentParams(Section):
+    policy: Literal["cifar10", "imagenet", "svhn"]
+
+
+class PGDParams(Section):
+    eps: Unit  # L-inf radius in [0, 1] pixel units
+    step_size: Unit
+    steps: Annotated[int, Field(ge=1, le=1000)]
+    random_start: bool
+
+
+class FMixParams(Section):
+    alpha: Concentration
+    decay_power: Annotated[float, Field(ge=0.0, le=10.0)]
+    reference_spectrum: bool  # FMix's real-only spectrum quirk (false: corrected)
+
+
+def _override_model(cls: type[Section]) -> type[Section]:
+    """The same keys as `cls`, each optional: the values one dataset changes."""
+    def optional(f: Any) -> Any:
+        return Optional[Annotated[(f.annotation, *f.metadata)]] if f.metadata else Optional[f.annotation]
+
+    fields = {name: (optional(f), None) for name, f in cls.model_fields.items()}
+    return create_model(f"{cls.__name__}PerDataset", __base__=Section, **fields)
+
+
+def _with_per_dataset(cls: type[Section]) -> type[Section]:
+    """`cls` plus `per_dataset: {<dataset>: {<key>: value}}` (default: none)."""
+    override = _override_model(cls)
+    return create_model(cls.__name__, __base__=cls, __doc__=cls.__doc__,
+                        per_dataset=(dict[str, override], Field(default_factory=dict)))
+
+
+# Method name -> its params model. The method table (augmix.training_methods) must name the same
+# methods; tests/test_config.py checks both ways.
+METHOD_PARAMS: dict[str, type[Section]] = {
+    name: _with_per_dataset(cls)
+    for name, cls in {
+        "standard": StandardParams,
+        "augmix": AugMixParams,
+        "augmix_nojsd": AugMixNoJSDParams,
+        "cutout": CutoutParams,
+        "mixup": MixupParams,
+        "cutmix": CutMixParams,
+        "autoaugment": AutoAugmentParams,
+        "pgd": PGDParams,
+        "fmix": FMixParams,
+    }.items()
+}
+
+MethodsParams = create_model(
+    "MethodsParams", __base__=Section, __doc__="One section per training method (its hyperparameters).",
+    **{name: (cls, ...) for name, cls in METHOD_PARAMS.items()},
+)
+
+
+# ---- the rest of the recipe, and how to run ----------------------------------------------------
+
+
+class TrainParams(Section):
+    """Numerics of training that can change its result (bf16, memory layout, compilation, threads, DDP)."""
+
+    bf16: bool  # bf16 autocast around the network in training, on CUDA (ignored on CPU)
+    channels_last: bool  # channels-last memory format
+    compile: bool  # torch.compile the network
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"]  # reduce-overhead: CUDA graphs
+    cudnn_benchmark: bool  # cuDNN times its conv algorithms (CUDA; not run-to-run deterministic there)
+    threads: Annotated[int, Field(ge=0, le=1024)]  # torch CPU threads (0 = torch default): float sums depend on it
+    nproc: Annotated[int, Field(ge=1, le=64)]  # processes (GPUs) per CIFAR train job; BatchNorm is per rank
+
+
+class ImageNetParams(Section):
+    """ResNet-50 on ImageNet (REF imagenet.py): its own grid and recipe."""
+
+    datasets: list[Literal["imagenet"]]  # [] = no ImageNet jobs; [imagenet] adds them (datasets.imagenet.dir)
+    archs: Annotated[list[Name], Field(min_length=1)]
+    methods: Annotated[list[Name], Field(min_length=1)]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    recipe: ImageNetRecipe
+    image_size: Annotated[int, Field(ge=16, le=1024)]  # RandomResizedCrop and CenterCrop side (224)
+    resize: Annotated[int, Field(ge=16, le=2048)]  # test-time Resize of the shorter side (256)
+    nproc: Annotated[int, Field(ge=1, le=64)]  # GPUs per ImageNet train job (DDP through torchrun)
+
+
+class DataParams(Section):
+    """Where data lives and whether it may be fetched: run-time (the archives are md5-checked, so a
+    download and a placed archive give the same bytes; a new root moves every output)."""
+
+    root: Name  # raw/ and corrupted/ below it, relative to the work folder
+    download: bool  # fetch CIFAR when the archive is absent
+
+
+class SubsetParams(Section):
+    """The first N images of each split, for quick runs (0 = all)."""
+
+    train: Annotated[int, Field(ge=0)]  # training images
+    test: Annotated[int, Field(ge=0)]  # test images, and the -C / -P sets built from them
+
+
+class CorruptionParams(Section):
+    source: Literal["generate", "official"]  # official: the released CIFAR-10-C / CIFAR-100-C files
+    names: Annotated[list[Name], Field(min_length=1)]
+    severities: Annotated[list[Annotated[int, Field(ge=1, le=5)]], Field(min_length=1)]
+    perturbations: list[Name]  # -P sets to build ([] = none)
+    seed: Annotated[int, Field(ge=0)]
+
+
+class EvalParams(Section):
+    calib_bin_size: PositiveInt  # adaptive bins of this many samples (REF: 100)
+    calib_mode: Literal["reference", "corrected"]  # reference skips the last bin
+
+
+class RuntimeParams(Section):
+    """How and where to run. No job declares these keys, so changing them re-runs nothing."""
+
+    device: Literal["auto", "cpu", "cuda"]  # training, evaluation and corruption builds; auto = CUDA when present
+    log_every: PositiveInt  # a plain progress line every N steps when not on a terminal
+    eval_batch_size: Annotated[int, Field(ge=1, le=65536)]  # images per forward pass in evaluation (memory)
+    workers: Annotated[int, Field(ge=0, le=256)]  # JPEG-decoding processes per GPU (folder datasets)
+
+
+class TrackingParams(Section):
+    enabled: bool
+    experiment: Name
+
+
+class Params(Section):
+    grid: GridParams
+    ablation: AblationParams
+    datasets: dict[Name, DatasetSource]
+    archs: dict[Name, ArchRecipe]
+    methods: MethodsParams
+    train: TrainParams
+    imagenet: ImageNetParams
+    data: DataParams
+    subset: SubsetParams
+    corruptions: CorruptionParams
+    eval: EvalParams
+    runtime: RuntimeParams
+    tracking: TrackingParams
+
+    def digest(self, keys: Iterable[str]) -> str:
+        """Short hash of the values of `keys` (dotted): a job's identity for tags and resume."""
+        return digest(select(to_dict(self), keys))
+
+
+RUNTIME_SECTIONS = ("runtime", "tracking", "data")  # read by any job, declared by none
 
 
 # --------------------------------------------------------------------------------------------
-# Sections. Names follow the paper and the reference (augmix.md §1); units in comments.
+# The layout before this schema: one message per moved key
 # --------------------------------------------------------------------------------------------
 
-DATASETS = ("cifar10", "cifar100", "digits", "imagenet")
-FOLDER_DATASETS = ("imagenet",)  # streamed from an image folder; their jobs come from the imagenet section
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}
+MOVED: dict[str, str] = {
+    "seed": "grid.seeds (a list: each seed is its own train and evaluate job)",
+    "optim": "archs.<arch> (each architecture owns its whole recipe: epochs, batch_size, lr, lr_min, "
+             "momentum, nesterov, weight_decay)",
+    "augmix": "methods.augmix (and methods.augmix_nojsd for the no-JSD method)",
+    "train.device": "runtime.device",
+    "train.log_every": "runtime.log_every",
+    "eval.batch_size": "runtime.eval_batch_size",
+    "imagenet.workers": "runtime.workers",
+    "imagenet.augmix_severity": "methods.augmix.per_dataset.imagenet.severity",
+    "imagenet.augmix_fill": "methods.augmix.per_dataset.imagenet.fill",
+    "imagenet.epochs": "imagenet.recipe.epochs",
+    "imagenet.batch_size": "imagenet.recipe.batch_size",
+    "imagenet.lr": "imagenet.recipe.lr",
+    "imagenet.lr_min": "imagenet.recipe.lr_min",
+    "imagenet.momentum": "imagenet.recipe.momentum",
+    "imagenet.nesterov": "imagenet.recipe.nesterov",
+    "imagenet.weight_decay": "imagenet.recipe.weight_decay",
+    "imagenet.schedule": "imagenet.recipe.schedule",
+    "data.imagenet_dir": "datasets.imagenet.dir",
+    "data.imagenet_c_dir": "datasets.imagenet.c_dir",
+    "data.digits_test_fraction": "datasets.digits.test_fraction",
+    "methods.cutout.length_cifar100": "methods.cutout.per_dataset.cifar100.length",
+    "data.max_train": "subset.train",
+    "data.max_test": "subset.test",
+}
 
 
-@dataclass(frozen=True)
-class DataParams:
-    root: str = spec(nonempty=True)  # folder for raw and derived data, relative to the repo root
-    download: bool = spec()  # fetch CIFAR when the archive is absent (needs internet)
-    imagenet_dir: str = spec()  # folder with train/ and val/ class folders ("" = not used)
-    imagenet_c_dir: str = spec()  # ImageNet-C folder: <corruption>/<severity>/<class>/*.JPEG
-    digits_test_fraction: float = spec(min=0.05, max=0.5)  # demo split, deterministic
-    max_train: int = spec(min=0)  # keep the first N training images (0 = all); for smoke runs
-    max_test: int = spec(min=0)  # keep the first N test images (0 = all)
+def _moved(raw: Mapping[str, Any]) -> list[str]:
+    found = []
+    for old, new in MOVED.items():
+        node: Any = raw
+        for part in old.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+        if node is not _ABSENT:
+            found.append(f"{old}: moved to {new}")
+    return found
 
 
-@dataclass(frozen=True)
-class AugMixParams:
-    severity: int = spec(min=1, max=10)  # upper bound of the per-op level U(0.1, severity)
-    width: int = spec(min=1, max=10)  # number of chains mixed (k)
-    depth: int = spec(min=-1, max=10)  # ops per chain; -1 = uniform on {1, 2, 3} per chain
-    alpha: float = spec(min=1e-3, max=100.0)  # Dirichlet and Beta concentration
-    all_ops: bool = spec()  # add color/contrast/brightness/sharpness (overlap ImageNet-C)
-    jsd_weight: float = spec(min=0.0, max=1000.0)  # lambda of the JSD consistency loss (12 in REF)
-    backend: str = spec(choices=("auto", "tensor", "pil"))  # auto: tensor on GPU, pil on CPU
-
-
-@dataclass(frozen=True)
-class OptimParams:
-    lr: float = spec(min=0.0, max=10.0)  # peak learning rate per batch of `batch_size`
-    lr_min: float = spec(min=0.0, max=10.0)  # cosine floor (REF: 1e-6)
-    momentum: float = spec(min=0.0, max=1.0)
-    nesterov: bool = spec()
-    weight_decay: float = spec(min=0.0, max=1.0)  # on all parameters, BN included (REF)
-    batch_size: int = spec(min=1, max=65536)  # distinct samples per step (JSD: 3x images)
-    epochs: int = spec(min=1, max=10000)
-
-
-@dataclass(frozen=True)
-class ArchRecipe:
-    epochs: int = spec(min=1, max=10000)
-    weight_decay: float = spec(min=0.0, max=1.0)
-
-
-@dataclass(frozen=True)
-class CutoutParams:
-    length: int = spec(min=1, max=1024)  # square side in pixels (DeVries & Taylor: 16 on CIFAR-10)
-    length_cifar100: int = spec(min=1, max=1024)  # the side on CIFAR-100 (DeVries & Taylor: 8)
-
-
-@dataclass(frozen=True)
-class MixupParams:
-    alpha: float = spec(min=1e-3, max=100.0)  # Beta(alpha, alpha) (Zhang et al.: 1 on CIFAR)
-
-
-@dataclass(frozen=True)
-class CutMixParams:
-    alpha: float = spec(min=1e-3, max=100.0)  # Beta(alpha, alpha) for the box area
-    prob: float = spec(min=0.0, max=1.0)  # probability of applying CutMix to a batch
-
-
-@dataclass(frozen=True)
-class AutoAugmentParams:
-    policy: str = spec(choices=("cifar10", "imagenet", "svhn"))
-
-
-@dataclass(frozen=True)
-class PGDParams:
-    eps: float = spec(min=0.0, max=1.0)  # L-inf radius in [0, 1] pixel units
-    step_size: float = spec(min=0.0, max=1.0)
-    steps: int = spec(min=1, max=1000)
-    random_start: bool = spec()
-
-
-@dataclass(frozen=True)
-class FMixParams:
-    alpha: float = spec(min=1e-3, max=100.0)
-    decay_power: float = spec(min=0.0, max=10.0)
-    reference_spectrum: bool = spec()  # FMix's real-only spectrum quirk (False: corrected)
-
-
-@dataclass(frozen=True)
-class MethodParams:
-    cutout: CutoutParams = spec()
-    mixup: MixupParams = spec()
-    cutmix: CutMixParams = spec()
-    autoaugment: AutoAugmentParams = spec()
-    pgd: PGDParams = spec()
-    fmix: FMixParams = spec()
-
-
-@dataclass(frozen=True)
-class GridParams:
-    datasets: list[str] = spec(nonempty=True, choices=DATASETS)
-    archs: list[str] = spec(nonempty=True)
-    methods: list[str] = spec(nonempty=True)
-
-
-@dataclass(frozen=True)
-class ImageNetParams:
-    """ResNet-50 on ImageNet: REF imagenet.py as committed (augmix.md §9.2), its own grid and recipe."""
-
-    datasets: list[str] = spec(choices=FOLDER_DATASETS)  # [] = no ImageNet jobs; [imagenet] adds them
-    archs: list[str] = spec(nonempty=True)
-    methods: list[str] = spec(nonempty=True)
-    epochs: int = spec(min=1, max=10000)
-    batch_size: int = spec(min=1, max=65536)  # distinct samples per step over all GPUs (JSD: 3x images)
-    lr: float = spec(min=0.0, max=10.0)  # per 256 samples: the step uses lr * batch_size / 256 (REF)
-    lr_min: float = spec(min=0.0, max=10.0)  # cosine floor (schedule: cosine only)
-    momentum: float = spec(min=0.0, max=1.0)
-    nesterov: bool = spec()
-    weight_decay: float = spec(min=0.0, max=1.0)
-    schedule: str = spec(choices=("step", "cosine"))  # step: x1, x0.1, x0.01 from epochs E//3, 2E//3
-    augmix_severity: int = spec(min=1, max=10)  # REF imagenet.py: 1 (CIFAR: 3)
-    # PIL fillcolor int shear/translate paint the area they uncover with (rotate: 0). 128: the code
-    # that trained the released ResNet-50 (REF-#3, augmix.md §6), which Pillow paints (128, 0, 0);
-    # 0: imagenet.py as committed.
-    augmix_fill: int = spec(min=0, max=255)
-    image_size: int = spec(min=16, max=1024)  # RandomResizedCrop and CenterCrop side (224)
-    resize: int = spec(min=16, max=2048)  # test-time Resize of the shorter side before CenterCrop (256)
-    workers: int = spec(min=0, max=256)  # JPEG-decoding processes per training process
-    nproc: int = spec(min=1, max=64)  # GPUs per ImageNet train job; > 1 runs it under torchrun
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    device: str = spec(choices=("auto", "cpu", "cuda"))
-    bf16: bool = spec()  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = spec()  # channels-last memory format (CUDA and CPU)
-    compile: bool = spec()  # torch.compile the model
-    compile_mode: str = spec(choices=("default", "reduce-overhead", "max-autotune"))  # reduce-overhead: CUDA graphs
-    cudnn_benchmark: bool = spec()  # let cuDNN time its conv algorithms for our fixed shapes (CUDA only)
-    threads: int = spec(min=0, max=1024)  # torch CPU threads (0 = torch default)
-    nproc: int = spec(min=1, max=64)  # processes per train job (GPUs); > 1 runs it under torchrun
-    log_every: int = spec(min=1)  # plain progress line every N steps when not on a terminal
-
-
-@dataclass(frozen=True)
-class CorruptionParams:
-    source: str = spec(choices=("generate", "official"))  # official: the released CIFAR-C files
-    names: list[str] = spec(nonempty=True)
-    severities: list[int] = spec(nonempty=True, min=1, max=5)
-    perturbations: list[str] = spec()  # -P sets to build ([] = none)
-    seed: int = spec(min=0)
-
-
-@dataclass(frozen=True)
-class EvalParams:
-    batch_size: int = spec(min=1, max=65536)
-    calib_bin_size: int = spec(min=1)  # adaptive bins of this many samples (REF: 100)
-    calib_mode: str = spec(choices=("reference", "corrected"))  # reference skips the last bin
-
-
-@dataclass(frozen=True)
-class TrackingParams:
-    enabled: bool = spec()
-    experiment: str = spec(nonempty=True)
-
-
-@dataclass(frozen=True)
-class Params:
-    seed: int = spec(min=0)
-    data: DataParams = spec()
-    grid: GridParams = spec()
-    augmix: AugMixParams = spec()
-    optim: OptimParams = spec()
-    archs: dict[str, ArchRecipe] = spec()
-    methods: MethodParams = spec()
-    train: TrainParams = spec()
-    imagenet: ImageNetParams = spec()
-    corruptions: CorruptionParams = spec()
-    eval: EvalParams = spec()
-    tracking: TrackingParams = spec()
-
-    # ---- derived views -------------------------------------------------------------------
-    def recipe(self, arch: str) -> ArchRecipe:
-        """Per-architecture epochs and weight decay (REF README commands), optim as fallback."""
-        return self.archs.get(arch, ArchRecipe(self.optim.epochs, self.optim.weight_decay))
-
-    def section(self, name: str) -> Any:
-        return to_dict(getattr(self, name))
-
-    def digest(self, sections: typing.Iterable[str]) -> str:
-        """Short hash of the named sections: run identity for tags and checkpoint validity."""
-        blob = json.dumps({s: self.section(s) for s in sorted(sections)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+_ABSENT = object()
 
 
 # --------------------------------------------------------------------------------------------
-# Strict loading
+# Loading
 # --------------------------------------------------------------------------------------------
 
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as a dotted key (list positions as [i]; union tags dropped)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "params"
 
 
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
-    if origin is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return _TYPE_NAMES.get(tp, str(tp))
+def _strip_tags(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """Drop the discriminator tags pydantic inserts for tagged unions (datasets.<name>.<source>.key)."""
+    out: list[Any] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, Mapping) and node.get("source") == part:
+            continue  # the union tag
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
 
 
-def _scalar(value: Any, tp: type, key: str) -> Any:
-    # YAML gives bool for true/false; bool is an int subclass in Python, so reject it explicitly.
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    else:  # pragma: no cover - schema error, not user error
-        raise TypeError(f"unsupported schema type {tp} at {key}")
-    if not ok:
-        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r} ({type(value).__name__})")
-    return value
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows at `loc` (for an unknown-key message); [] where it cannot tell."""
+    model: Any = Params
+    skip_key = False
+    for part in loc:
+        if skip_key:  # a mapping's own key (an arch, a dataset name): the value model follows
+            skip_key = False
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        if getattr(model, "__origin__", None) is dict:
+            model, skip_key = model.__args__[1], True
+    return list(getattr(model, "model_fields", {})) if not skip_key else []
 
 
-def _rules(value: Any, rules: dict[str, Any], key: str) -> None:
-    items = value if isinstance(value, list) else [value]
-    if rules.get("nonempty") and (value == "" or value == [] or value == {}):
-        raise ConfigError(f"{key}: must not be empty")
-    for v in items:
-        if "choices" in rules and v not in rules["choices"]:
-            raise ConfigError(f"{key}: {v!r} is not one of {', '.join(map(str, rules['choices']))}")
-        if "min" in rules and v < rules["min"]:
-            raise ConfigError(f"{key}: {v!r} is below the minimum {rules['min']}")
-        if "max" in rules and v > rules["max"]:
-            raise ConfigError(f"{key}: {v!r} is above the maximum {rules['max']}")
-
-
-def _convert(value: Any, tp: Any, key: str, rules: dict[str, Any]) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        out = _build(tp, value, key)
-    elif origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        out = [_convert(v, item_tp, f"{key}[{i}]", {}) for i, v in enumerate(value)]
-        if len(set(map(str, out))) != len(out):
-            raise ConfigError(f"{key}: duplicate entries in {out}")
-    elif origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        _, val_tp = typing.get_args(tp)
-        out = {str(k): _convert(v, val_tp, f"{key}.{k}", {}) for k, v in value.items()}
-    elif origin in (typing.Union, types.UnionType):
-        raise TypeError("optional fields are not used in the schema")  # pragma: no cover
-    else:
-        out = _scalar(value, tp, key)
-    _rules(out, rules, key)
+def _problems(exc: ValidationError, raw: Any) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = _strip_tags(tuple(err["loc"]), raw)
+        key = _dotted(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            known = _known_keys(loc[:-1])
+            hint = f" (known keys in {_dotted(loc[:-1])}: {', '.join(known)})" if known else ""
+            out.append(f"{key}: unknown key{hint}")
+        elif kind == "missing":
+            out.append(f"{key}: missing key")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            out.append(f"{key}.source: {err['msg'].lower()}")
+        else:
+            out.append(f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}")
     return out
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    where = prefix or "params"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(map(str, raw)) - set(fields))
-    if unknown:
-        dotted = ", ".join(f"{prefix + '.' if prefix else ''}{k}" for k in unknown)
-        raise ConfigError(f"unknown key {dotted} (known keys in {where}: {', '.join(fields)})")
-    missing = [k for k in fields if k not in raw]
-    if missing:
-        dotted = ", ".join(f"{prefix + '.' if prefix else ''}{k}" for k in missing)
-        raise ConfigError(f"missing key {dotted}")
-    kwargs = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _convert(raw[name], hints[name], key, f.metadata.get("check", {}))
-    return cls(**kwargs)
-
-
-def _cross_checks(p: Params) -> None:
-    """Checks that span sections: names must exist in the code's registries."""
-    from augmix import registry  # late: registries import torch
-
-    for i, arch in enumerate(p.grid.archs):
-        if arch not in registry.arch_names():
-            raise ConfigError(
-                f"grid.archs[{i}]: unknown architecture {arch!r} "
-                f"(known: {', '.join(registry.arch_names())})"
-            )
-    for i, method in enumerate(p.grid.methods):
-        if method not in registry.method_names():
-            raise ConfigError(
-                f"grid.methods[{i}]: unknown method {method!r} "
-                f"(known: {', '.join(registry.method_names())})"
-            )
-    for section in ("imagenet.archs", "imagenet.methods"):
-        known_names = registry.arch_names() if section.endswith("archs") else registry.method_names()
-        for i, name in enumerate(getattr(p.imagenet, section.split(".")[1])):
-            if name not in known_names:
-                raise ConfigError(f"{section}[{i}]: unknown name {name!r} (known: {', '.join(known_names)})")
-    for arch in p.archs:
-        if arch not in registry.arch_names():
-            raise ConfigError(f"archs.{arch}: unknown architecture {arch!r}")
-    known = registry.corruption_names()
-    for i, name in enumerate(p.corruptions.names):
-        if name not in known:
-            raise ConfigError(
-                f"corruptions.names[{i}]: unknown corruption {name!r} (known: {', '.join(known)})"
-            )
-    known_p = registry.perturbation_names()
-    for i, name in enumerate(p.corruptions.perturbations):
-        if name not in known_p:
-            raise ConfigError(
-                f"corruptions.perturbations[{i}]: unknown perturbation {name!r} "
-                f"(known: {', '.join(known_p)})"
-            )
-    if p.optim.lr_min > p.optim.lr:
-        raise ConfigError(f"optim.lr_min: {p.optim.lr_min} exceeds optim.lr {p.optim.lr}")
-    for i, name in enumerate(p.grid.datasets):
-        if name in FOLDER_DATASETS:
-            raise ConfigError(f"grid.datasets[{i}]: {name} jobs are listed in imagenet.datasets (with the "
-                              f"ResNet-50 recipe of the imagenet section), not in grid.datasets")
-    if p.imagenet.datasets and not p.data.imagenet_dir:
-        raise ConfigError("data.imagenet_dir: required when imagenet.datasets lists imagenet")
-    if p.imagenet.lr_min > p.imagenet.lr:
-        raise ConfigError(f"imagenet.lr_min: {p.imagenet.lr_min} exceeds imagenet.lr {p.imagenet.lr}")
+def _cross_checks(p: Params) -> list[str]:
+    """Checks that span sections (names that must refer to something, bounds between keys)."""
+    out = []
+    cifar_like = [n for n, d in p.datasets.items() if d.source not in FOLDER_SOURCES]
+    for section, grid in (("grid", p.grid), ("ablation", p.ablation)):
+        for i, name in enumerate(grid.datasets):
+            if name not in p.datasets:
+                out.append(f"{section}.datasets[{i}]: no dataset {name!r} in datasets (known: {', '.join(p.datasets)})")
+            elif name not in cifar_like:
+                out.append(f"{section}.datasets[{i}]: {name} is an image-folder dataset; its jobs are listed in "
+                           f"imagenet.datasets (with the recipe of the imagenet section)")
+        for i, name in enumerate(grid.archs):
+            if name not in p.archs:
+                out.append(f"{section}.archs[{i}]: {name!r} has no recipe in archs (known: {', '.join(p.archs)})")
+        for i, name in enumerate(grid.methods):
+            if name not in METHOD_PARAMS:
+                out.append(f"{section}.methods[{i}]: unknown method {name!r} (known: {', '.join(METHOD_PARAMS)})")
+    if p.ablation.methods:
+        for i, name in enumerate(p.ablation.datasets):
+            if name not in p.grid.datasets:
+                out.append(f"ablation.datasets[{i}]: {name} is not in grid.datasets (its data and -C set come "
+                           f"from the grid's download and corrupt jobs)")
+    main = {(d, a, m) for d in p.grid.datasets for a in p.grid.archs for m in p.grid.methods}
+    for d in p.ablation.datasets:
+        for a in p.ablation.archs:
+            for m in p.ablation.methods:
+                if (d, a, m) in main:
+                    out.append(f"ablation: the cell {d}/{a}/{m} is also in grid; list it in one of them")
+    for i, name in enumerate(p.imagenet.methods):
+        if name not in METHOD_PARAMS:
+            out.append(f"imagenet.methods[{i}]: unknown method {name!r} (known: {', '.join(METHOD_PARAMS)})")
+    for name in p.imagenet.datasets:
+        entry = p.datasets.get(name)
+        if entry is None or entry.source not in FOLDER_SOURCES:
+            out.append(f"imagenet.datasets: {name!r} needs a datasets.{name} entry with source: imagenet")
+        elif not entry.dir:
+            out.append(f"datasets.{name}.dir: required when imagenet.datasets lists {name}")
+    for name, arch in p.archs.items():
+        if arch.lr_min > arch.lr:
+            out.append(f"archs.{name}.lr_min: {arch.lr_min} exceeds archs.{name}.lr {arch.lr}")
+    r = p.imagenet.recipe
+    if r.lr_min > r.lr:
+        out.append(f"imagenet.recipe.lr_min: {r.lr_min} exceeds imagenet.recipe.lr {r.lr}")
     if p.imagenet.image_size > p.imagenet.resize:
-        raise ConfigError(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize "
-                          f"{p.imagenet.resize} (the test crop is taken from the resized image)")
+        out.append(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize {p.imagenet.resize} "
+                   f"(the test crop is taken from the resized image)")
+    for method in METHOD_PARAMS:
+        for dataset in getattr(p.methods, method).per_dataset:
+            if dataset not in p.datasets:
+                out.append(f"methods.{method}.per_dataset.{dataset}: no dataset {dataset!r} in datasets")
+    return out
 
 
-def parse(raw: Any, *, check_names: bool = True) -> Params:
-    params = _build(Params, raw, "")
-    if check_names:
-        _cross_checks(params)
+def parse(raw: Any, *, where: str = "params") -> Params:
+    """Validate a params mapping; ConfigError lists every problem, each with its dotted key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+    moved = _moved(raw)
+    if moved:
+        raise ConfigError(_report(where, moved, "params in the layout before the one-home schema"))
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_report(where, _problems(exc, raw))) from None
+    problems = _cross_checks(params)
+    if problems:
+        raise ConfigError(_report(where, problems))
     return params
 
 
-def load(path: str | Path = "params.yaml", *, check_names: bool = True) -> Params:
+def _report(where: str, problems: list[str], what: str = "") -> str:
+    if len(problems) == 1 and not what:
+        return f"{where}: {problems[0]}"
+    head = f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}" + (f" ({what})" if what else "")
+    return head + "".join(f"\n  {p}" for p in problems)
+
+
+def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file {path} not found (run from the repository root or pass --params)")
+        raise ConfigError(f"params file {path} not found (run from the work folder or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    try:
-        return parse(raw, check_names=check_names)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    return parse(read_yaml(path), where=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Overlays: small files holding only the keys that differ from params.yaml
+# --------------------------------------------------------------------------------------------
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    """`overlay` over `base`: mappings merge key by key; any other value (a list too) replaces."""
+    if isinstance(base, Mapping) and isinstance(overlay, Mapping):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(overlay)
+
+
+def compose_text(base_path: str | Path, overlay_path: str | Path) -> str:
+    """The YAML of params.yaml with an overlay applied, headed by where it came from; validated."""
+    base_raw, overlay_raw = read_yaml(base_path), read_yaml(overlay_path) or {}
+    raw = merge(base_raw, overlay_raw)
+    parse(raw, where=f"{overlay_path} over {base_path}")
+    head = (f"# Composed by augmix from {Path(base_path).name} and the overlay {Path(overlay_path)}:\n"
+            f"# edit this file freely (dvc exp run -S ... edits it too); re-running the demo recomposes it.\n")
+    return head + yaml.safe_dump(raw, sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Keys and values
+# --------------------------------------------------------------------------------------------
 
 
 def to_dict(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
+    if isinstance(obj, BaseModel):
+        return {name: to_dict(getattr(obj, name)) for name in type(obj).model_fields}
+    if isinstance(obj, Mapping):
         return {k: to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     return obj
 
 
-def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become their JSON text (MLflow params are strings)."""
+def get(tree: Any, key: str) -> Any:
+    node = tree
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def select(tree: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The nested sub-tree of `tree` holding exactly `keys` (dotted)."""
     out: dict[str, Any] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    else:
-        out[prefix] = json.dumps(d) if isinstance(d, list) else d
+    for key in sorted(keys):
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(get(tree, key))
     return out
+
+
+def leaf_keys(tree: Any, prefix: str = "") -> Iterator[str]:
+    """Every leaf's dotted key; lists and empty mappings are leaves."""
+    if isinstance(tree, Mapping) and tree:
+        for k, v in tree.items():
+            yield from leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix
+
+
+def flatten(tree: Any) -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become their JSON text (MLflow params are strings)."""
+    return {k: (json.dumps(v) if isinstance(v, list) else v) for k in leaf_keys(tree) for v in [get(tree, k)]}
+
+
+def digest(self, keys: Iterable[str]) -> str:
+        """Short hash of the values of `keys` (dotted): a job's identity for tags and resume."""
+        return digest(select(to_dict(self), keys))
+
+
+RUNTIME_SECTIONS = ("runtime", "tracking", "data")  # read by any job, declared by none
+
+
+# --------------------------------------------------------------------------------------------
+# The layout before this schema: one message per moved key
+# --------------------------------------------------------------------------------------------
+
+MOVED: dict[str, str] = {
+    "seed": "grid.seeds (a list: each seed is its own train and evaluate job)",
+    "optim": "archs.<arch> (each architecture owns its whole recipe: epochs, batch_size, lr, lr_min, "
+             "momentum, nesterov, weight_decay)",
+    "augmix": "methods.augmix (and methods.augmix_nojsd for the no-JSD method)",
+    "train.device": "runtime.device",
+    "train.log_every": "runtime.log_every",
+    "eval.batch_size": "runtime.eval_batch_size",
+    "imagenet.workers": "runtime.workers",
+    "imagenet.augmix_severity": "methods.augmix.per_dataset.imagenet.severity",
+    "imagenet.augmix_fill": "methods.augmix.per_dataset.imagenet.fill",
+    "imagenet.epochs": "imagenet.recipe.epochs",
+    "imagenet.batch_size": "imagenet.recipe.batch_size",
+    "imagenet.lr": "imagenet.recipe.lr",
+    "imagenet.lr_min": "imagenet.recipe.lr_min",
+    "imagenet.momentum": "imagenet.recipe.momentum",
+    "imagenet.nesterov": "imagenet.recipe.nesterov",
+    "imagenet.weight_decay": "imagenet.recipe.weight_decay",
+    "imagenet.schedule": "imagenet.recipe.schedule",
+    "data.imagenet_dir": "datasets.imagenet.dir",
+    "data.imagenet_c_dir": "datasets.imagenet.c_dir",
+    "data.digits_test_fraction": "datasets.digits.test_fraction",
+    "methods.cutout.length_cifar100": "methods.cutout.per_dataset.cifar100.length",
+    "data.max_train": "subset.train",
+    "data.max_test": "subset.test",
+}
+
+
+def _moved(raw: Mapping[str, Any]) -> list[str]:
+    found = []
+    for old, new in MOVED.items():
+        node: Any = raw
+        for part in old.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
+        if node is not _ABSENT:
+            found.append(f"{old}: moved to {new}")
+    return found
+
+
+_ABSENT = object()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as a dotted key (list positions as [i]; union tags dropped)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "params"
+
+
+def _strip_tags(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """Drop the discriminator tags pydantic inserts for tagged unions (datasets.<name>.<source>.key)."""
+    out: list[Any] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, Mapping) and node.get("source") == part:
+            continue  # the union tag
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows at `loc` (for an unknown-key message); [] where it cannot tell."""
+    model: Any = Params
+    skip_key = False
+    for part in loc:
+        if skip_key:  # a mapping's own key (an arch, a dataset name): the value model follows
+            skip_key = False
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        if getattr(model, "__origin__", None) is dict:
+            model, skip_key = model.__args__[1], True
+    return list(getattr(model, "model_fields", {})) if not skip_key else []
+
+
+def _problems(exc: ValidationError, raw: Any) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = _strip_tags(tuple(err["loc"]), raw)
+        key = _dotted(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            known = _known_keys(loc[:-1])
+            hint = f" (known keys in {_dotted(loc[:-1])}: {', '.join(known)})" if known else ""
+            out.append(f"{key}: unknown key{hint}")
+        elif kind == "missing":
+            out.append(f"{key}: missing key")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            out.append(f"{key}.source: {err['msg'].lower()}")
+        else:
+            out.append(f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}")
+    return out
+
+
+def _cross_checks(p: Params) -> list[str]:
+    """Checks that span sections (names that must refer to something, bounds between keys)."""
+    out = []
+    cifar_like = [n for n, d in p.datasets.items() if d.source not in FOLDER_SOURCES]
+    for section, grid in (("grid", p.grid), ("ablation", p.ablation)):
+        for i, name in enumerate(grid.datasets):
+            if name not in p.datasets:
+                out.append(f"{section}.datasets[{i}]: no dataset {name!r} in datasets (known: {', '.join(p.datasets)})")
+            elif name not in cifar_like:
+                out.append(f"{section}.datasets[{i}]: {name} is an image-folder dataset; its jobs are listed in "
+                           f"imagenet.datasets (with the recipe of the imagenet section)")
+        for i, name in enumerate(grid.archs):
+            if name not in p.archs:
+                out.append(f"{section}.archs[{i}]: {name!r} has no recipe in archs (known: {', '.join(p.archs)})")
+        for i, name in enumerate(grid.methods):
+            if name not in METHOD_PARAMS:
+                out.append(f"{section}.methods[{i}]: unknown method {name!r} (known: {', '.join(METHOD_PARAMS)})")
+    if p.ablation.methods:
+        for i, name in enumerate(p.ablation.datasets):
+            if name not in p.grid.datasets:
+                out.append(f"ablation.datasets[{i}]: {name} is not in grid.datasets (its data and -C set come "
+                           f"from the grid's download and corrupt jobs)")
+    main = {(d, a, m) for d in p.grid.datasets for a in p.grid.archs for m in p.grid.methods}
+    for d in p.ablation.datasets:
+        for a in p.ablation.archs:
+            for m in p.ablation.methods:
+                if (d, a, m) in main:
+                    out.append(f"ablation: the cell {d}/{a}/{m} is also in grid; list it in one of them")
+    for i, name in enumerate(p.imagenet.methods):
+        if name not in METHOD_PARAMS:
+            out.append(f"imagenet.methods[{i}]: unknown method {name!r} (known: {', '.join(METHOD_PARAMS)})")
+    for name in p.imagenet.datasets:
+        entry = p.datasets.get(name)
+        if entry is None or entry.source not in FOLDER_SOURCES:
+            out.append(f"imagenet.datasets: {name!r} needs a datasets.{name} entry with source: imagenet")
+        elif not entry.dir:
+            out.append(f"datasets.{name}.dir: required when imagenet.datasets lists {name}")
+    for name, arch in p.archs.items():
+        if arch.lr_min > arch.lr:
+            out.append(f"archs.{name}.lr_min: {arch.lr_min} exceeds archs.{name}.lr {arch.lr}")
+    r = p.imagenet.recipe
+    if r.lr_min > r.lr:
+        out.append(f"imagenet.recipe.lr_min: {r.lr_min} exceeds imagenet.recipe.lr {r.lr}")
+    if p.imagenet.image_size > p.imagenet.resize:
+        out.append(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize {p.imagenet.resize} "
+                   f"(the test crop is taken from the resized image)")
+    for method in METHOD_PARAMS:
+        for dataset in getattr(p.methods, method).per_dataset:
+            if dataset not in p.datasets:
+                out.append(f"methods.{method}.per_dataset.{dataset}: no dataset {dataset!r} in datasets")
+    return out
+
+
+def parse(raw: Any, *, where: str = "params") -> Params:
+    """Validate a params mapping; ConfigError lists every problem, each with its dotted key."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+    moved = _moved(raw)
+    if moved:
+        raise ConfigError(_report(where, moved, "params in the layout before the one-home schema"))
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_report(where, _problems(exc, raw))) from None
+    problems = _cross_checks(params)
+    if problems:
+        raise ConfigError(_report(where, problems))
+    return params
+
+
+def _report(where: str, problems: list[str], what: str = "") -> str:
+    if len(problems) == 1 and not what:
+        return f"{where}: {problems[0]}"
+    head = f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}" + (f" ({what})" if what else "")
+    return head + "".join(f"\n  {p}" for p in problems)
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {path} not found (run from the work folder or pass --params)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    return parse(read_yaml(path), where=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Overlays: small files holding only the keys that differ from params.yaml
+# --------------------------------------------------------------------------------------------
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    """`overlay` over `base`: mappings merge key by key; any other value (a list too) replaces."""
+    if isinstance(base, Mapping) and isinstance(overlay, Mapping):
+        out = dict(base)
+        for key, value in overlay.items():
+            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(overlay)
+
+
+def compose_text(base_path: str | Path, overlay_path: str | Path) -> str:
+    """The YAML of params.yaml with an overlay applied, headed by where it came from; validated."""
+    base_raw, overlay_raw = read_yaml(base_path), read_yaml(overlay_path) or {}
+    raw = merge(base_raw, overlay_raw)
+    parse(raw, where=f"{overlay_path} over {base_path}")
+    head = (f"# Composed by augmix from {Path(base_path).name} and the overlay {Path(overlay_path)}:\n"
+            f"# edit this file freely (dvc exp run -S ... edits it too); re-running the demo recomposes it.\n")
+    return head + yaml.safe_dump(raw, sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Keys and values
+# --------------------------------------------------------------------------------------------
+
+
+def to_dict(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return {name: to_dict(getattr(obj, name)) for name in type(obj).model_fields}
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def get(tree: Any, key: str) -> Any:
+    node = tree
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def select(tree: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The nested sub-tree of `tree` holding exactly `keys` (dotted)."""
+    out: dict[str, Any] = {}
+    for key in sorted(keys):
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(get(tree, key))
+    return out
+
+
+def leaf_keys(tree: Any, prefix: str = "") -> Iterator[str]:
+    """Every leaf's dotted key; lists and empty mappings are leaves."""
+    if isinstance(tree, Mapping) and tree:
+        for k, v in tree.items():
+            yield from leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become their JSON text (MLflow params are strings)."""
+    return {k: (json.dumps(v) if isinstance(v, list) else v)
+            for k in leaf_keys(tree, prefix) for v in [get(tree, k.removeprefix(prefix + ".")) if prefix else get(tree, k)]}
+
+
+def digest(tree: Any) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def json_schema() -> dict[str, Any]:
+    """The params schema as JSON Schema (draft 2020-12), for Snakemake's `validate`."""
+    schema = Params.model_json_schema()
+    schema["$comment"] = "Generated by `augmix schema` from src/augmix/config.py; do not edit."
+    return schema

@@ -7,15 +7,16 @@ Every small dataset ends up in the same on-disk format, the CIFAR "python versio
 
 from __future__ import annotations
 
-from augmix.errors import DataError  # noqa: F401  (re-exported)
-
+import json
 import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from augmix.errors import DataError
 from augmix.io import atomic_dir, file_digest
 
 
@@ -228,9 +229,9 @@ def build_digits(out_dir: str | Path, *, test_fraction: float, seed: int) -> Pat
 # --------------------------------------------------------------------------------------------
 
 
-def check_imagenet(folder: str | Path, key: str = "data.imagenet_dir") -> dict[str, int]:
-    folder = Path(folder)
-    if not str(folder) or not folder.is_dir():
+def check_imagenet(where: str | Path, key: str = "datasets.imagenet.dir") -> dict[str, int]:
+    folder = Path(where)
+    if not str(where) or not folder.is_dir():
         raise DataError(
             f"{key}: ImageNet folder {folder} not found. ImageNet cannot be downloaded "
             f"automatically; point {key} at a folder with train/<class>/ and val/<class>/ images."
@@ -245,19 +246,27 @@ def check_imagenet(folder: str | Path, key: str = "data.imagenet_dir") -> dict[s
     return counts
 
 
-def prepare(dataset: str, root: str | Path, *, download: bool, test_fraction: float, seed: int,
-            imagenet_dir: str = "") -> Path:
-    """The `download` stage: make data/raw/<dataset> hold the dataset in its on-disk format."""
-    out = raw_dir(root, dataset)
-    if dataset == "digits":
-        return build_digits(out, test_fraction=test_fraction, seed=seed)
-    if dataset in CIFAR_ARCHIVES:
-        return fetch_cifar(dataset, out, downloads=Path(root) / "downloads", download=download)
-    if dataset == "imagenet":
-        import json
+def _prepare_cifar(name: str, entry: Any, out: Path, root: Path, download: bool) -> Path:
+    return fetch_cifar(entry.source, out, downloads=root / "downloads", download=download)
 
-        counts = check_imagenet(imagenet_dir)
-        with atomic_dir(out) as tmp:
-            (tmp / "imagenet.json").write_text(json.dumps({"dir": str(Path(imagenet_dir).resolve()), **counts}))
-        return out
-    raise KeyError(f"unknown dataset {dataset!r}")
+
+def _prepare_digits(name: str, entry: Any, out: Path, root: Path, download: bool) -> Path:
+    return build_digits(out, test_fraction=entry.test_fraction, seed=entry.split_seed)
+
+
+def _prepare_imagenet(name: str, entry: Any, out: Path, root: Path, download: bool) -> Path:
+    counts = check_imagenet(entry.dir, key=f"datasets.{name}.dir")
+    with atomic_dir(out) as tmp:
+        (tmp / "imagenet.json").write_text(json.dumps({"dir": str(Path(entry.dir).resolve()), **counts}))
+    return out
+
+
+# datasets.<name>.source -> how `augmix download` makes data/raw/<name>
+PREPARE = {"cifar10": _prepare_cifar, "cifar100": _prepare_cifar, "digits": _prepare_digits,
+           "imagenet": _prepare_imagenet}
+
+
+def prepare(name: str, entry: Any, root: str | Path, *, download: bool) -> Path:
+    """The `download` stage: make <root>/raw/<name> hold the dataset `entry` (a datasets.<name>
+    section) describes, in its on-disk format."""
+    return PREPARE[entry.source](name, entry, raw_dir(root, name), Path(root), download)

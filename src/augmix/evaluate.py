@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from augmix import io, metrics
+from augmix import imagenet, io, metrics
 from augmix.config import Params
+from augmix.corruptions.imagenet_p import read_video
+from augmix.predict import predict_logits
 
-EVAL_SECTIONS = ["data", "corruptions", "eval", "train"]
-IMAGENET_EVAL_SECTIONS = [*EVAL_SECTIONS, "imagenet"]  # + crop sizes and loader workers
 
 
 def _scores(logits: torch.Tensor, labels: np.ndarray, params: Params) -> dict[str, float]:
@@ -50,11 +50,9 @@ def evaluate_model(
     device: torch.device,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
     """Rows (benchmark, corruption, severity, error, rms_calib, brier, n) and -P rows for one model."""
-    from augmix.train import predict_logits
-
     # Evaluation runs in float32 (no autocast), as the reference: bf16 logits would coarsen the
     # confidences that calibration and top-5 distance read.
-    bs = params.eval.batch_size
+    bs = params.runtime.eval_batch_size
     x, y = test
     logits = predict_logits(model, _to_tensor(x, device), bs)
     rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
@@ -110,38 +108,12 @@ def _p_row(identity: dict[str, str], name: str, logits: np.ndarray) -> dict[str,
 
 def _summary(frame: pd.DataFrame, p_frame: pd.DataFrame | None, params: Params, extras: dict[str, np.ndarray],
              *, alexnet: bool = False) -> dict[str, Any]:
-    """metrics.json: clean scores, mean corruption error over the benchmark corruptions (each the
-    mean over its severities; the held-out extras are reported per corruption only, never in the
-    headline, corruptions.md §0), and for ImageNet the AlexNet-normalised mCE when all five
-    severities are there. `*_complete` says whether all 15 benchmark corruptions (and, for the
-    mCE, all severities) went in."""
-    c_rows = frame[frame.benchmark == "c"]
-    summary: dict[str, Any] = {
-        "clean_error": float(frame.error.iloc[0]),
-        "rms_calib_clean": float(frame.rms_calib.iloc[0]),
-        "brier_clean": float(frame.brier.iloc[0]),
-        "calib_mode": params.eval.calib_mode,
-        "calib_bin_size": params.eval.calib_bin_size,
-        "aggregation": "corruption_error: mean over the benchmark corruptions of the mean error over "
-                       "severities; rms_calib_c: mean over their (corruption, severity) cells",
-    }
-    bench = c_rows[c_rows.corruption.isin(metrics.BENCHMARK_CORRUPTIONS)]
-    if len(c_rows):
-        per_corruption = c_rows.groupby("corruption", sort=False).error.mean().to_dict()
-        summary["per_corruption"] = {k: float(v) for k, v in per_corruption.items()}
-    if len(bench):
-        headline = bench.groupby("corruption", sort=False).error.mean()
-        summary["corruption_error"] = float(headline.mean())
-        summary["rms_calib_c"] = float(bench.rms_calib.mean())
-        summary["corruption_error_complete"] = len(headline) == len(metrics.BENCHMARK_CORRUPTIONS)
-        by_name = {name: rows.sort_values("severity").error.to_numpy()
-                   for name, rows in bench.groupby("corruption", sort=False)}
-        full = {k: v for k, v in by_name.items() if len(v) == 5}
-        if alexnet and full and len(full) == len(by_name):
-            summary["mce"] = metrics.mce(full, corruptions=list(full))  # ratio; the paper prints x100
-            summary["mce_complete"] = len(full) == len(metrics.BENCHMARK_CORRUPTIONS)
-    if p_frame is not None:
-        summary["mean_flip_prob"] = float(p_frame.flip_prob.mean())
+    """metrics.json: `metrics.summarize` (the one rule set the report also uses: headline over the 15
+    benchmark corruptions, complete = all 15 at severities 1-5, mCE only with all five severities)
+    plus the clean predictions under "extras" (written to predictions_clean.npz, not the JSON)."""
+    summary = metrics.summarize(frame, p_frame, kind="imagenet" if alexnet else "cifar",
+                                bin_size=params.eval.calib_bin_size, calib_mode=params.eval.calib_mode,
+                                predictions=extras or None)
     summary["extras"] = extras
     return summary
 
@@ -172,11 +144,10 @@ def evaluate_folder_model(
     corruptions.md §7), both streamed, and ImageNet-P videos (one video per forward batch); the same
     tidy rows as `evaluate_model`. Flip rates stay unnormalised: the AlexNet ImageNet-P baselines are
     not recorded (metrics.py)."""
-    from augmix import imagenet
-
     p = params.imagenet
-    kw = {"batch_size": params.eval.batch_size, "workers": p.workers, "device": device}  # float32, as evaluate_model
-    val = imagenet.scan_folder(val_dir, classes, what="validation folder").subset(params.data.max_test)
+    kw = {"batch_size": params.runtime.eval_batch_size, "workers": params.runtime.workers,
+          "device": device}  # float32, as evaluate_model
+    val = imagenet.scan_folder(val_dir, classes, what="validation folder").subset(params.subset.test)
     logits, labels = imagenet.folder_logits(model, imagenet.EvalFolder(val, p.resize, p.image_size), **kw)
     y = labels.cpu().numpy()
     rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, **_scores(logits, y, params)}]
@@ -186,15 +157,13 @@ def evaluate_folder_model(
             for severity in params.corruptions.severities:
                 cell = imagenet.scan_folder(root / name / str(severity), classes,
                                             what=f"ImageNet-C folder ({name}, severity {severity})")
-                cell = cell.subset(params.data.max_test)
+                cell = cell.subset(params.subset.test)
                 lg, lb = imagenet.folder_logits(model, imagenet.EvalFolder(cell, 0, p.image_size), **kw)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
                              **_scores(lg, lb.cpu().numpy(), params)})
     frame = _tidy(rows, identity)
     p_frame = None
     if p_dir is not None and params.corruptions.perturbations:
-        from augmix.corruptions import read_video
-        from augmix.train import predict_logits
 
         p_rows = []
         for name in params.corruptions.perturbations:
@@ -203,7 +172,7 @@ def evaluate_folder_model(
                 raise FileNotFoundError(f"no ImageNet-P videos in {p_dir / name}: re-run `augmix corrupt --dataset "
                                         f"{identity['dataset']}` with corruptions.perturbations listing {name}")
             lg = [predict_logits(model, torch.from_numpy(read_video(f)).permute(0, 3, 1, 2).to(device),
-                                 params.eval.batch_size).cpu().numpy() for f in videos]
+                                 params.runtime.eval_batch_size).cpu().numpy() for f in videos]
             p_rows.append(_p_row(identity, name, np.stack(lg)))
         p_frame = pd.DataFrame(p_rows)
     return frame, p_frame, _summary(frame, p_frame, params, _extras(logits, y), alexnet=True)

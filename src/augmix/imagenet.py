@@ -1,9 +1,9 @@
 """ImageNet from the folder the user points to: the index, the reference transforms, streaming loaders.
 
-REF `imagenet.py` (augmix.md §9.2) trains ResNet-50 on `datasets.ImageFolder(train)` with
+REF `imagenet.py`  trains ResNet-50 on `datasets.ImageFolder(train)` with
 RandomResizedCrop(224) + RandomHorizontalFlip, then AugMix (severity 1) on the crop, and tests on
 Resize(256) + CenterCrop(224). ImageNet-C is evaluated on its 224-pixel JPEGs with CenterCrop(224)
-only (corruptions.md §7). Here the JPEGs are decoded in DataLoader workers; the crop and flip of
+only. Here the JPEGs are decoded in DataLoader workers; the crop and flip of
 sample i in epoch e come from a generator seeded by (seed, e, i), so the batches do not depend on the
 number of workers, and AugMix runs batched on the device afterwards, keyed the same way.
 """
@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from augmix.data import DataError
+from augmix.errors import DataError
+from augmix.predict import predict_logits
+from augmix.rng import derive_seed
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".webp")  # torchvision IMG_EXTENSIONS, lower case
 INDEX_FILE = "imagenet.json"  # what `augmix download --dataset imagenet` writes in data/raw/imagenet
@@ -163,10 +165,8 @@ class TrainFolder(torch.utils.data.Dataset):
         return len(self.index)
 
     def __getitem__(self, item: tuple[int, int]):
-        from augmix.train import derive_seed
-
         epoch, i = item
-        rng = np.random.default_rng(derive_seed(self.seed, epoch, i, 3))
+        rng = np.random.default_rng(derive_seed("crop", self.seed, epoch, i))
         crop = train_crop(load_rgb(self.index.paths[i]), self.size, rng)
         return torch.from_numpy(crop).permute(2, 0, 1), int(self.index.labels[i]), i
 
@@ -213,8 +213,6 @@ def eval_batches(dataset: EvalFolder, *, batch_size: int, workers: int,
 def folder_logits(model: torch.nn.Module, dataset: EvalFolder, *, batch_size: int, workers: int,
                   device: torch.device, autocast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, C) float32 and labels (N,) for a whole folder, streamed in batches."""
-    from augmix.train import predict_logits
-
     logits, labels = [], []
     for x, y in eval_batches(dataset, batch_size=batch_size, workers=workers, device=device):
         logits.append(predict_logits(model, x, batch_size, autocast=autocast))

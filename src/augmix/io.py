@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _clear_leftovers(path: Path) -> None:
     """Remove temporaries a killed earlier writer of `path` left beside it. One writer per output
     is the orchestrators' rule (DVC and Snakemake lock outputs), so any such leftover is stale."""
@@ -39,6 +43,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should look like any other
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -5,12 +5,13 @@ A method turns one base-transformed batch into a scalar training loss:
     method(model, batch, hp, gen) -> (loss, logs)
 
 ``batch.x`` holds float32 images in [0, 1], already flipped and cropped by the caller; models
-normalise inside (augmix.models). ``hp`` overrides ``DEFAULT_HPARAMS[name]`` (unknown keys raise).
-``gen`` is a ``torch.Generator`` on the batch's device, seeded by the caller from (seed, epoch,
-step); every random draw here comes from it, never from a global generator. ``logs`` holds plain
-floats that cost no device synchronisation beyond what the method already needed.
+normalise inside (augmix.models). ``hp`` is the method's own typed params section
+(``config.METHOD_PARAMS[name]``, per-dataset values applied): its published values live in
+params.yaml with their sources. ``gen`` is a ``torch.Generator`` on the batch's device, seeded by the
+caller from (seed, epoch, step); every random draw here comes from it, never from a global generator.
+``logs`` holds plain floats that cost no device synchronisation beyond what the method already needed.
 
-"augmix" and "augmix_nojsd" are registered by the training loop's module via ``register``.
+The full method table, AugMix included, is ``augmix.training_methods.METHODS``.
 
 Soft-label methods (mixup, cutmix, fmix) use ``lam * CE(y_a) + (1 - lam) * CE(y_b)``, which equals
 CE against the soft target ``lam * onehot(y_a) + (1 - lam) * onehot(y_b)`` (``soft_targets``).
@@ -19,7 +20,7 @@ CE against the soft target ``lam * onehot(y_a) + (1 - lam) * onehot(y_b)`` (``so
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,37 +37,7 @@ class Batch:
     num_classes: int
 
 
-Method = Callable[[nn.Module, Batch, Mapping[str, Any], torch.Generator], tuple[torch.Tensor, dict[str, float]]]
-
-# Published hyperparameters per method; the lead mirrors them in params.yaml.
-DEFAULT_HPARAMS: dict[str, dict[str, Any]] = {
-    "standard": {},
-    # DeVries & Taylor 2017, arXiv:1708.04552: one 16x16 hole for CIFAR-10 (their CIFAR-100 runs
-    # used 8x8); the centre is uniform over the image, so the hole may be clipped by the border.
-    # fill None = the model's normalisation mean: their code zeroes pixels *after* Normalize.
-    "cutout": {"length": 16, "fill": None},
-    # Zhang et al. 2018 (ICLR), facebookresearch/mixup-cifar10 train.py: --alpha default 1.
-    "mixup": {"alpha": 1.0},
-    # Yun et al. 2019 (ICCV), clovaai/CutMix-PyTorch README CIFAR commands: --beta 1.0 --cutmix_prob 0.5.
-    "cutmix": {"alpha": 1.0, "prob": 0.5},
-    # Harris et al. 2020, arXiv:2002.12047, ecs-vlc/FMix fmix.py defaults: decay_power 3, alpha 1,
-    # max_soft 0 (hard masks), mask size = image size. reference_spectrum: see fmix_low_freq_image.
-    "fmix": {"alpha": 1.0, "decay_power": 3.0, "reference_spectrum": True},
-    # Cubuk et al. 2019 (CVPR), the learned CIFAR-10 policy as torchvision ships it, after the shared
-    # flip and crop. Not Cubuk et al.'s own pipeline: theirs applies the policy before crop and flip
-    # and adds a 16x16 Cutout; torchvision's magnitude bins reach each op's maximum at bin 9 (theirs
-    # 0.9 of it) and fill black. Whether the paper's "AutoAugment*" also withholds the ops that
-    # overlap the corruptions is open (paper_numbers.md, U).
-    "autoaugment": {"policy": "cifar10", "per_image": False},
-    # Madry et al. 2018 (ICLR): L-inf PGD, eps 8/255, step 2/255, random start, and the paper's
-    # CIFAR-10 training adversary takes 7 steps (MadryLab/cifar10_challenge's config.json uses 10).
-    # The step count behind the AugMix paper's baseline is not in our specs [unconfirmed].
-    "pgd": {"eps": 8 / 255, "step_size": 2 / 255, "steps": 7, "random_start": True},
-}
-
-# Names the training loop registers (AugMix with and without the JSD loss); reserved here.
-RESERVED = ("augmix", "augmix_nojsd")
-
+Method = Callable[[nn.Module, Batch, Any, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 
 # --------------------------------------------------------------------------- random draws
 
@@ -325,70 +296,63 @@ def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Ge
 # --------------------------------------------------------------------------- methods
 
 
-def resolve_hparams(name: str, hp: Mapping[str, Any] | None) -> dict[str, Any]:
-    """DEFAULT_HPARAMS[name] overridden by ``hp``; unknown keys raise ValueError naming them."""
-    defaults = DEFAULT_HPARAMS.get(name, {})
-    hp = dict(hp or {})
-    unknown = sorted(set(hp) - set(defaults))
-    if unknown and name in DEFAULT_HPARAMS:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for method {name!r}; valid: {sorted(defaults)}")
-    return {**defaults, **hp}
-
-
-def standard(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    resolve_hparams("standard", hp)
+def standard(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
     return F.cross_entropy(model(batch.x), batch.y), {}
 
 
-def cutout(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    p = resolve_hparams("cutout", hp)
+def cutout(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
+    """DeVries & Taylor 2017 (arXiv:1708.04552, uoguelph-mlrg/Cutout): one hole per image; its code
+    zeroes pixels after Normalize, so the hole takes the model's normalisation mean here."""
     b, _, h, w = batch.x.shape
-    mask = cutout_mask(b, h, w, int(p["length"]), gen).to(batch.x.device, batch.x.dtype)
-    fill = p["fill"]
-    if fill is None:  # zero after the model's own normalisation, as DeVries & Taylor's code does
-        norm = getattr(model, "normalize", None)
-        fill = norm.mean if norm is not None else 0.0
+    mask = cutout_mask(b, h, w, int(hp.length), gen).to(batch.x.device, batch.x.dtype)
+    norm = getattr(model, "normalize", None)
+    fill = norm.mean if norm is not None else 0.0
     x = batch.x * mask + (1.0 - mask) * torch.as_tensor(fill, dtype=batch.x.dtype, device=batch.x.device)
     return F.cross_entropy(model(x), batch.y), {}
 
 
-def mixup(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    p = resolve_hparams("mixup", hp)
-    x, y_a, y_b, lam = mixup_batch(batch.x, batch.y, float(p["alpha"]), gen)
+def mixup(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
+    """Zhang et al. 2018 (facebookresearch/mixup-cifar10 train.py)."""
+    x, y_a, y_b, lam = mixup_batch(batch.x, batch.y, float(hp.alpha), gen)
     return mixed_cross_entropy(model(x), y_a, y_b, lam), {"lam": lam}
 
 
-def cutmix(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    p = resolve_hparams("cutmix", hp)
+def cutmix(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
+    """Yun et al. 2019 (clovaai/CutMix-PyTorch train.py)."""
     # Yun et al. decide per batch whether to mix; an unmixed batch is plain cross-entropy.
-    if float(_rand(gen, 1).item()) >= float(p["prob"]):
+    if float(_rand(gen, 1).item()) >= float(hp.prob):
         return F.cross_entropy(model(batch.x), batch.y), {"lam": 1.0, "mixed": 0.0}
-    x, y_a, y_b, lam, _ = cutmix_batch(batch.x, batch.y, float(p["alpha"]), gen)
+    x, y_a, y_b, lam, _ = cutmix_batch(batch.x, batch.y, float(hp.alpha), gen)
     return mixed_cross_entropy(model(x), y_a, y_b, lam), {"lam": lam, "mixed": 1.0}
 
 
-def fmix(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    p = resolve_hparams("fmix", hp)
-    x, y_a, y_b, lam, _ = fmix_batch(batch.x, batch.y, float(p["alpha"]), float(p["decay_power"]), gen,
-                                     reference_spectrum=bool(p["reference_spectrum"]))
+def fmix(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
+    """Harris et al. 2020 (ecs-vlc/FMix fmix.py: hard masks, mask size = image size)."""
+    x, y_a, y_b, lam, _ = fmix_batch(batch.x, batch.y, float(hp.alpha), float(hp.decay_power), gen,
+                                     reference_spectrum=bool(hp.reference_spectrum))
     return mixed_cross_entropy(model(x), y_a, y_b, lam), {"lam": lam}
 
 
-def autoaugment(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    p = resolve_hparams("autoaugment", hp)
-    x = autoaugment_batch(batch.x, gen, str(p["policy"]), per_image=bool(p["per_image"]))
+def autoaugment(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
+    """Cubuk et al. 2019, the learned policy as torchvision ships it, after the shared flip and crop.
+    Not Cubuk et al.'s own pipeline: theirs applies the policy before crop and flip and adds a 16x16
+    Cutout; torchvision's magnitude bins reach each op's maximum at bin 9 (theirs 0.9 of it) and fill
+    black."""
+    x = autoaugment_batch(batch.x, gen, str(hp.policy))
     return F.cross_entropy(model(x), batch.y), {}
 
 
-def pgd(model: nn.Module, batch: Batch, hp: Mapping[str, Any], gen: torch.Generator):
-    p = resolve_hparams("pgd", hp)
-    x_adv = pgd_attack(model, batch.x, batch.y, gen, eps=float(p["eps"]), step_size=float(p["step_size"]),
-                       steps=int(p["steps"]), random_start=bool(p["random_start"]))
+def pgd(model: nn.Module, batch: Batch, hp: Any, gen: torch.Generator):
+    """Madry et al. 2018: L-inf PGD, eps 8/255, step 2/255, random start; their CIFAR-10 training
+    adversary takes 7 steps (MadryLab/cifar10_challenge's config.json uses 10). The step count behind
+    the AugMix paper's baseline is [unconfirmed]."""
+    x_adv = pgd_attack(model, batch.x, batch.y, gen, eps=float(hp.eps), step_size=float(hp.step_size),
+                       steps=int(hp.steps), random_start=bool(hp.random_start))
     # Madry et al. train on the adversarial examples only.
     return F.cross_entropy(model(x_adv), batch.y), {}
 
 
-METHODS: dict[str, Method] = {
+BASELINES: dict[str, Method] = {
     "standard": standard,
     "cutout": cutout,
     "mixup": mixup,
@@ -397,21 +361,3 @@ METHODS: dict[str, Method] = {
     "pgd": pgd,
     "fmix": fmix,
 }
-
-
-def register(name: str, fn: Method, hparams: Mapping[str, Any] | None = None, *, replace: bool = False) -> None:
-    """Add a method (e.g. "augmix", "augmix_nojsd") and, optionally, its default hyperparameters.
-
-    Registering a method without ``hparams`` leaves its hp mapping unchecked.
-    """
-    if name in METHODS and not replace:
-        raise ValueError(f"method {name!r} is already registered")
-    METHODS[name] = fn
-    if hparams is not None:
-        DEFAULT_HPARAMS[name] = dict(hparams)
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; valid: {', '.join(sorted(METHODS))}")
-    return METHODS[name]

@@ -7,15 +7,16 @@ params.yaml is never touched. Its MLflow runs go to the main store at the reposi
 
 from __future__ import annotations
 
-from augmix.errors import PipelineError  # noqa: F401  (re-exported)
-
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from augmix import config, tracking
+import yaml
+
+from augmix import config, io, tracking
+from augmix.errors import PipelineError
 
 PIPELINE_FILES = ["dvc.yaml", "Snakefile", ".dvcignore"]
 PIPELINE_DIRS = ["workflow", "src"]
@@ -65,10 +66,14 @@ def repro(*, runner: str = "dvc", cwd: Path = Path("."), jobs: int = 1, force: b
             raise PipelineError(f"{runner} exited with status {rc}")
 
 
-def prepare_workdir(repo: Path, workdir: Path, params_file: Path) -> Path:
-    """A folder holding the pipeline files of `repo` with `params_file` as its params.yaml."""
+def prepare_workdir(repo: Path, workdir: Path, overlay: Path | None) -> Path:
+    """A folder holding the pipeline files of `repo` with params.yaml composed from the repository's
+    params.yaml and `overlay` (a small file of the keys that differ). An existing work folder keeps
+    its own params.yaml (a `dvc exp run -S` there edits it) unless the overlay changed since it was
+    composed."""
     repo, workdir = Path(repo).resolve(), Path(workdir).resolve()
-    config.load(params_file)  # validate before copying anything
+    text = config.compose_text(repo / "params.yaml", overlay) if overlay else (repo / "params.yaml").read_text()
+    config.parse(yaml.safe_load(text), where=str(overlay or repo / "params.yaml"))  # validate before copying
     workdir.mkdir(parents=True, exist_ok=True)
     for name in PIPELINE_FILES:
         if (repo / name).exists():
@@ -76,15 +81,18 @@ def prepare_workdir(repo: Path, workdir: Path, params_file: Path) -> Path:
     for name in PIPELINE_DIRS:
         shutil.copytree(repo / name, workdir / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache"))
-    shutil.copy2(params_file, workdir / "params.yaml")
+    stamp = workdir / ".augmix" / "composed-from"
+    if not (workdir / "params.yaml").exists() or not stamp.exists() or stamp.read_text() != text:
+        io.write_text(workdir / "params.yaml", text)
+        io.write_text(stamp, text)
     if not (workdir / ".dvc").is_dir():
         subprocess.run([_tool("dvc"), "init", "--no-scm", "--quiet"], cwd=workdir, check=True,
                        env={**os.environ, "DVC_NO_ANALYTICS": "1"})
     return workdir
 
 
-def demo(*, repo: Path, workdir: Path, runner: str, params_file: Path, jobs: int = 2, force: bool = False) -> None:
-    workdir = prepare_workdir(repo, workdir, params_file)
+def demo(*, repo: Path, workdir: Path, runner: str, overlay: Path, jobs: int = 2, force: bool = False) -> None:
+    workdir = prepare_workdir(repo, workdir, overlay)
     os.environ.setdefault(tracking.ROOT_ENV, str(Path(repo).resolve()))
     repro(runner=runner, cwd=workdir, jobs=jobs, force=force)
     report = workdir / "report"

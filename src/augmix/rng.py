@@ -13,6 +13,7 @@ torch CPU and CUDA, which is what the hash needs.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from dataclasses import dataclass
@@ -54,6 +55,14 @@ def _combine(h: torch.Tensor, v: torch.Tensor | int) -> torch.Tensor:
 def stream_id(name: str) -> int:
     """Stable integer for a stream name (Python's hash() of str is salted per process)."""
     return zlib.crc32(name.encode("utf-8"))
+
+
+def derive_seed(stream: str, *parts: int) -> int:
+    """A 63-bit seed for a named stream and integers, e.g. ("shuffle", seed, epoch): independent
+    streams for every (name, seed, epoch, step) tuple; a torch or NumPy generator is seeded with it
+    where a library call takes a generator rather than our per-sample keys."""
+    blob = np.asarray([stream_id(stream), *parts], dtype=np.int64).tobytes()
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little") & ((1 << 63) - 1)
 
 
 @dataclass(frozen=True)
@@ -188,3 +197,87 @@ def numpy_generator(seed: int, epoch: int, index: int, stream: str = "pil") -> n
             raise ValueError(f"{name} must be >= 0 for numpy_generator, got {v}")
     ss = np.random.SeedSequence([int(seed), int(epoch), int(index), stream_id(stream)])
     return np.random.default_rng(ss)
+
+
+def normal(keys: SampleKeys, stream: str, shape: tuple[int, ...] = ()) -> torch.Tensor:
+    """Standard normals, float64, shape (B, *shape) (Box-Muller of two uniform streams)."""
+    return _normal(keys, stream, shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy twins of the per-sample draws: the same 64-bit hashes computed with NumPy's uint64
+# arithmetic (wrapping products, logical shifts), so a NumPy code path draws exactly the uniforms
+# the torch functions draw on any device; the corruption builds key every image this way
+# (augmix.corruptions.draws). About as fast as NumPy's own PCG64 per value.
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64_numpy(z: np.ndarray) -> np.ndarray:
+    """mix64 of a uint64 array, in place."""
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(_MUL1)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(_MUL2)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def _combine_int(h: int, v: int) -> int:
+    """_combine of one running hash and one integer, on Python integers (unsigned 64-bit)."""
+    z = (h + (v + 1) * _GOLDEN) & _MASK64
+    z = ((z ^ (z >> 30)) * _MUL1) & _MASK64
+    z = ((z ^ (z >> 27)) * _MUL2) & _MASK64
+    return z ^ (z >> 31)
+
+
+def numpy_sample_hash(keys: SampleKeys, stream: str) -> np.ndarray:
+    """sample_hash(keys, stream) as uint64 (B,) (the same 64 bits); keys on the CPU."""
+    if keys.device.type != "cpu":
+        raise ValueError(f"NumPy draws need keys on the CPU, got {keys.device}")
+    h = _combine_int(_combine_int(_ROOT, keys.seed & _MASK64), keys.epoch & _MASK64)
+    z = keys.index.numpy().astype(np.uint64)  # the int64 bits (two's complement)
+    z += np.uint64(1)
+    z *= np.uint64(_GOLDEN)
+    z += np.uint64(h)
+    _mix64_numpy(z)
+    z += np.uint64(((stream_id(stream) + 1) * _GOLDEN) & _MASK64)
+    return _mix64_numpy(z)
+
+
+_COUNTER_TERMS: dict[int, np.ndarray] = {}
+
+
+def _counter_terms(n: int) -> np.ndarray:
+    """(counter + 1) * GOLDEN mod 2**64 for counters 0..n-1: the per-element half of _combine."""
+    c = _COUNTER_TERMS.get(n)
+    if c is None:
+        c = np.arange(1, n + 1, dtype=np.uint64)
+        c *= np.uint64(_GOLDEN)
+        c.setflags(write=False)
+        if len(_COUNTER_TERMS) < 64:
+            _COUNTER_TERMS[n] = c
+    return c
+
+
+def numpy_uniform(keys: SampleKeys, stream: str, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """uniform(keys, stream, shape) computed with NumPy: equal bit for bit, float64 (B, *shape)."""
+    z = numpy_sample_hash(keys, stream)[:, None] + _counter_terms(math.prod(shape))[None, :]
+    _mix64_numpy(z)
+    z >>= np.uint64(11)
+    u = z.view(np.int64).astype(np.float64)  # below 2**53 now; int64 converts ~8x faster than uint64
+    u += 0.5
+    u *= 2.0**-53
+    return u.reshape(len(keys), *shape)
+
+
+def numpy_normal(keys: SampleKeys, stream: str, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """normal(keys, stream, shape) for the NumPy path: NumPy's uniforms (bit for bit the torch
+    ones), then the Box-Muller expression evaluated in place by torch's CPU kernels (NumPy's float64
+    cos is ~5x slower). log, sqrt and cos may differ in the last bit between libraries and devices,
+    so normals agree with other devices to an ulp, not always bit for bit."""
+    r = torch.from_numpy(numpy_uniform(keys, stream + "/n1", shape))
+    c = torch.from_numpy(numpy_uniform(keys, stream + "/n2", shape))
+    r.log_().mul_(-2.0).sqrt_()
+    c.mul_(2.0 * math.pi).cos_()
+    return r.mul_(c).numpy()

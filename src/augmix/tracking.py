@@ -1,6 +1,6 @@
 """MLflow tracking: the only module that imports mlflow (lazily), with a null twin when disabled.
 
-Mapping (pipeline.md §5.4): one experiment; a parent run per pipeline invocation (opened by
+Mapping: one experiment; a parent run per pipeline invocation (opened by
 `augmix repro`, its id passed to stages in AUGMIX_PARENT_RUN_ID); a child run per executed stage,
 tagged with stage, dataset, arch, method, git commit, runner and a hash of the params it reads.
 The store defaults to an SQLite file at the project root addressed by an absolute URI, so runs from
@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from augmix.errors import Interrupted
 
 PARENT_ENV = "AUGMIX_PARENT_RUN_ID"
 ROOT_ENV = "AUGMIX_PROJECT_ROOT"
@@ -111,13 +113,18 @@ class NullRun:
     def log_artifact(self, path: str | Path, subdir: str | None = None) -> None: ...
     def log_artifacts(self, path: str | Path, subdir: str | None = None) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def resumed(self, epoch: int, seconds_before: float) -> None: ...
     def __enter__(self) -> "NullRun":
         return self
     def __exit__(self, *exc: Any) -> None: ...
 
 
+# How a run ends: an interruption (Ctrl-C, SIGTERM) is KILLED, any other exception FAILED.
+INTERRUPTIONS = (KeyboardInterrupt, Interrupted)
+
+
 class Run(NullRun):
-    """An MLflow run owned by this process; closed FAILED if the stage raises."""
+    """An MLflow run owned by this process; closed KILLED if interrupted, FAILED if the stage raises."""
 
     def __init__(self, *, experiment: str, name: str, tags: Mapping[str, str], parent: str | None = None):
         import mlflow
@@ -132,9 +139,31 @@ class Run(NullRun):
             self._client = MlflowClient(tracking_uri=uri)
             mlflow.set_tracking_uri(uri)
             exp_id = _experiment_id(mlflow, experiment)
+            self._close_stale(exp_id, all_tags.get("job", ""))
             run = self._client.create_run(exp_id, tags=all_tags, run_name=name)
         self.run_id = run.info.run_id
         self.experiment_id = exp_id
+        self._job = all_tags.get("job", "")
+
+    def _close_stale(self, exp_id: str, job: str) -> None:
+        """A run of this job still RUNNING belongs to a process that was killed (SIGKILL, a lost node):
+        the orchestrators never run one job twice at once. Mark it KILLED."""
+        if not job:
+            return
+        for old in self._client.search_runs([exp_id], filter_string=f"tags.job = '{job}' and attributes.status = 'RUNNING'"):
+            self._client.set_terminated(old.info.run_id, "KILLED")
+
+    def resumed(self, epoch: int, seconds_before: float) -> None:
+        """Link a run that resumed a checkpoint to the run that wrote it (the latest earlier run of the job)."""
+        if epoch <= 0 or not self._job:
+            return
+        earlier = [r for r in self._client.search_runs(
+            [self.experiment_id], filter_string=f"tags.job = '{self._job}'", order_by=["attributes.start_time DESC"])
+            if r.info.run_id != self.run_id]
+        tags = {"resumed_from_epoch": str(epoch), "seconds_before_resume": f"{seconds_before:.2f}"}
+        if earlier:
+            tags["resumed_from_run"] = earlier[0].info.run_id
+        self.set_tags(tags)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -167,24 +196,41 @@ class Run(NullRun):
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        self._client.set_terminated(self.run_id, "FAILED" if exc_type else "FINISHED")
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, INTERRUPTIONS):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        self._client.set_terminated(self.run_id, status)
 
 
-def stage_run(params: Any, *, stage: str, sections: list[str], identity: Mapping[str, str] | None = None) -> NullRun:
-    """Open the run of one executed stage (a child when a pipeline parent run exists)."""
+def run_name(job: Any) -> str:
+    """Short and telling: `train · cifar10 · wrn40_2 · augmix · seed 1`."""
+    parts = [job.stage, *(str(v) for k, v in job.identity().items() if k != "seed")]
+    if job.seed is not None:
+        parts.append(f"seed {job.seed}")
+    return " · ".join(parts)
+
+
+def stage_run(params: Any, job: Any) -> NullRun:
+    """Open the run of one executed job (a child when a pipeline parent run exists): its identity as
+    params and tags, the values of the keys it reads as params, and where and how it ran as tags."""
+    from augmix import jobs
+
     if not params.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
-        return NullRun()  # one run per stage: only rank 0 of a torchrun job logs
+        return NullRun()  # one run per job: only rank 0 of a torchrun job logs
     import torch
 
-    identity = dict(identity or {})
+    identity = {k: str(v) for k, v in job.identity().items()}
     dvc_stage = os.environ.get("DVC_STAGE", "")
-    name = dvc_stage or "-".join([stage, *identity.values()])
     tags = {
-        "stage": stage,
+        "stage": job.stage,
+        "job": jobs.fingerprint(job, params).rsplit(":", 1)[0],
         **identity,
         **git_info(),
         "runner": runner(),
-        "params_hash": params.digest(sections),
+        "params_hash": params.digest(jobs.keys(job, params)),
         "dvc_stage": dvc_stage,
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
         "dvc_exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV", ""),
@@ -193,11 +239,11 @@ def stage_run(params: Any, *, stage: str, sections: list[str], identity: Mapping
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "python": sys.version.split()[0],
     }
-    run = Run(experiment=experiment_name(params), name=name, tags=tags,
+    run = Run(experiment=experiment_name(params), name=run_name(job), tags=tags,
               parent=os.environ.get(PARENT_ENV) or None)
     from augmix.config import flatten
 
-    run.log_params(flatten({s: params.section(s) for s in sections}))
+    run.log_params({**identity, **flatten(jobs.resolved(job, params))})
     return run
 
 

@@ -1,121 +1,105 @@
-"""The full method table: the baselines of `methods.py` plus AugMix with and without the JSD loss.
+"""The method table: every training method by name, the baselines of `methods.py` plus AugMix with and
+without the JSD loss.
 
-AugMix differs from the baselines in one way that matters for the interface: its randomness is per
-sample (drawn from (seed, epoch, index) keys, so results do not depend on batch composition), and it
-needs the uint8 image after flip and crop. `TrainBatch` carries both.
+A method is a step `step(model, batch, hp, gen) -> (loss, logs)` and, for methods whose randomness is
+per sample (AugMix), a view maker: views are drawn from (seed, epoch, index) keys, so they do not depend
+on batch composition and can be made for a whole epoch up front (`augment.EpochViews`). `hp` is the
+method's own typed params section (`config.METHOD_PARAMS[name]`) with its per-dataset values applied
+(`section_for`). tests/test_config.py checks that this table and the params schema name the same methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from augmix.methods import METHODS, Batch
+from augmix import augment
+from augmix.losses import augmix_loss
+from augmix.methods import BASELINES, Batch
+from augmix.rng import SampleKeys
 
 
 @dataclass
 class TrainBatch(Batch):
     x_uint8: torch.Tensor | None = None  # (B, 3, H, W) uint8 after the shared flip and crop
-    keys: Any = None  # augmix.rng.SampleKeys of this batch
-    views: torch.Tensor | None = None  # (V*B, 3, H, W) precomputed AugMix views, or None
+    keys: SampleKeys | None = None  # the batch's (seed, epoch, index) keys
+    views: torch.Tensor | None = None  # (V*B, 3, H, W) precomputed views, or None
 
 
-def _views(batch: TrainBatch, hp: Mapping[str, Any], jsd: bool) -> torch.Tensor:
-    from augmix.augment import make_views
+ViewMaker = Callable[..., torch.Tensor]  # (x_uint8, keys, *, out=None) -> float32 views
 
+
+@dataclass(frozen=True)
+class Method:
+    step: Callable[..., tuple[torch.Tensor, dict[str, Any]]]
+    # hp -> a maker of the per-sample views for a whole epoch, or None (views made in the step)
+    epoch_views: Callable[[Any], ViewMaker | None] = lambda hp: None
+    n_views: int = 0  # views per sample the maker writes (JSD: clean + 2)
+
+
+def augmix_backend(hp: Any) -> str:
+    """`auto` is the batched per-sample tensor path on every device; `pil` the reference's loop."""
+    return "tensor" if hp.backend == "auto" else hp.backend
+
+
+def _augmix_maker(jsd: bool) -> Callable[[Any], ViewMaker | None]:
+    def maker(hp: Any) -> ViewMaker | None:
+        if augmix_backend(hp) != "tensor":
+            return None  # the PIL path loops over images anyway: made per step
+
+        def views(x: torch.Tensor, keys: SampleKeys, *, out: torch.Tensor | None = None) -> torch.Tensor:
+            return augment.make_views(x, keys, jsd=jsd, backend="tensor", out=out, **_augmix_kwargs(hp))
+
+        return views
+
+    return maker
+
+
+def _augmix_kwargs(hp: Any) -> dict[str, Any]:
+    return {"severity": hp.severity, "width": hp.width, "depth": hp.depth, "alpha": hp.alpha,
+            "all_ops": hp.all_ops, "affine_fill": hp.fill}
+
+
+def _views(batch: TrainBatch, hp: Any, jsd: bool) -> torch.Tensor:
     if batch.views is not None:
         return batch.views
-    return make_views(batch.x_uint8, batch.keys, jsd=jsd, backend=hp["backend"], **_augmix_kwargs(hp))
+    return augment.make_views(batch.x_uint8, batch.keys, jsd=jsd, backend=augmix_backend(hp), **_augmix_kwargs(hp))
 
 
-def _augmix_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
-    """The make_views keywords from a method's hp. `affine_fill` (PIL fillcolor int of the area the
-    affine ops uncover) is set only for ImageNet, from `imagenet.augmix_fill`; CIFAR hps lack
-    it and get 0, the committed reference's black."""
-    kw = {k: hp[k] for k in ("severity", "width", "depth", "alpha", "all_ops")}
-    kw["affine_fill"] = hp.get("affine_fill", 0)
-    return kw
-
-
-def augmix_jsd(model: torch.nn.Module, batch: TrainBatch, hp: Mapping[str, Any], gen: torch.Generator):
-    """REF cifar.py train step: one forward over [clean; aug1; aug2], CE on clean + 12 * JS."""
-    from augmix.losses import augmix_loss
-
+def augmix_jsd(model: torch.nn.Module, batch: TrainBatch, hp: Any, gen: torch.Generator):
+    """REF cifar.py train step: one forward over [clean; aug1; aug2], CE on clean + lambda * JS."""
     logits = model(_views(batch, hp, jsd=True))
-    loss, parts = augmix_loss(logits, batch.y, jsd_weight=hp["jsd_weight"])
+    loss, parts = augmix_loss(logits, batch.y, jsd_weight=hp.jsd_weight)
     return loss, {k: v.detach() for k, v in parts.items()}  # tensors: no device sync per step
 
 
-def augmix_nojsd(model: torch.nn.Module, batch: TrainBatch, hp: Mapping[str, Any], gen: torch.Generator):
+def augmix_nojsd(model: torch.nn.Module, batch: TrainBatch, hp: Any, gen: torch.Generator):
     """REF --no-jsd: one AugMix view per sample, plain cross-entropy, no clean view."""
     loss = torch.nn.functional.cross_entropy(model(_views(batch, hp, jsd=False)), batch.y)
     return loss, {"ce": loss.detach()}
 
 
-AUGMIX_METHODS: dict[str, Callable[..., Any]] = {"augmix": augmix_jsd, "augmix_nojsd": augmix_nojsd}
-JSD = {"augmix": True, "augmix_nojsd": False}
-
-
-class EpochViews:
-    """All of an epoch's flip/crop and AugMix views, made in large chunks before the first step.
-
-    Every draw depends only on (seed, epoch, sample index), so making the views for the whole
-    epoch in chunks of `chunk` samples gives exactly the tensors the per-step path would make;
-    on a GPU the batched AugMix runs at its large-batch rate instead of a latency-bound 128.
-    """
-
-    def __init__(self, x: torch.Tensor, seed: int, epoch: int, method: str, hp: Mapping[str, Any], chunk: int = 8192):
-        from augmix.augment import base_transform_batch, make_views
-        from augmix.rng import SampleKeys
-
-        n = len(x)
-        self.base = torch.empty_like(x)
-        n_views = 3 if JSD.get(method) else 1  # JSD: [clean; aug1; aug2]
-        # The PIL backend (the reference path) stays per step: it loops over images anyway.
-        batched = method in AUGMIX_METHODS and hp.get("backend") == "tensor"
-        self.views = torch.empty(n_views, *x.shape, device=x.device) if batched else None
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            idx = torch.arange(start, stop, device=x.device)
-            keys = SampleKeys(seed, epoch, idx)
-            self.base[idx] = base_transform_batch(x[idx], keys)
-            if self.views is not None:  # written straight into the epoch's buffer
-                make_views(self.base[idx], keys, jsd=JSD[method], backend="tensor", **_augmix_kwargs(hp),
-                           out=self.views[:, start:stop])
-
-    def batch_views(self, idx: torch.Tensor) -> torch.Tensor | None:
-        if self.views is None:
-            return None
-        v = self.views[:, idx]
-        return v.reshape(-1, *v.shape[2:])  # [clean; aug1; aug2] blocks, as make_views returns
-
-
-def all_methods() -> dict[str, Callable[..., Any]]:
-    return {**METHODS, **AUGMIX_METHODS}
-
-
-# Published values that depend on the dataset: method -> {params key: (dataset, key it replaces)}.
-# DeVries & Taylor 2017 cut a 16x16 hole on CIFAR-10 and an 8x8 one on CIFAR-100.
-PER_DATASET_HPARAMS: dict[str, dict[str, tuple[str, str]]] = {
-    "cutout": {"length_cifar100": ("cifar100", "length")},
+METHODS: dict[str, Method] = {
+    **{name: Method(step) for name, step in BASELINES.items()},
+    "augmix": Method(augmix_jsd, _augmix_maker(jsd=True), n_views=3),
+    "augmix_nojsd": Method(augmix_nojsd, _augmix_maker(jsd=False), n_views=1),
 }
 
 
-def method_hparams(params: Any, method: str, device: torch.device, dataset: str = "cifar10") -> dict[str, Any]:
-    """The hyperparameters a method reads, from its params section, for `dataset`."""
-    from augmix.config import to_dict
+def section_for(section: Any, dataset: str) -> Any:
+    """A method's typed section with the values `per_dataset[dataset]` sets applied."""
+    override = section.per_dataset.get(dataset)
+    if override is None:
+        return section
+    return section.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
-    if method in AUGMIX_METHODS:
-        hp = to_dict(params.augmix)
-        if hp["backend"] == "auto":  # batched tensor path on GPU, reference PIL path on CPU
-            hp["backend"] = "tensor" if device.type == "cuda" else "pil"
-        return hp
-    hp = to_dict(getattr(params.methods, method)) if hasattr(params.methods, method) else {}
-    for key, (for_dataset, replaces) in PER_DATASET_HPARAMS.get(method, {}).items():
-        value = hp.pop(key)
-        if dataset == for_dataset:
-            hp[replaces] = value
-    return hp
+
+def method_hparams(params: Any, method: str, dataset: str) -> Any:
+    """The typed hyperparameters `method` trains with on `dataset` (read through a job's view)."""
+    if method not in METHODS:
+        raise KeyError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    section = getattr(params.methods, method)
+    return section_for(section.model() if hasattr(section, "model") else section, dataset)

@@ -1,22 +1,24 @@
-# Shared values: the grid from params.yaml and the data root; params sections per stage (the same
-# sections dvc.yaml lists, so a params change re-runs the same jobs under both orchestrators).
-DATA = config["data"]["root"]
-GRID = config["grid"]
-IMAGENET = config["imagenet"]
-CELLS = expand(
-    "{dataset}/{arch}/{method}",
-    dataset=GRID["datasets"],
-    arch=GRID["archs"],
-    method=GRID["methods"],
-)
-# ImageNet cells (imagenet.datasets: [] adds none); their rules are the imagenet_* copies below.
-IMAGENET_CELLS = expand(
-    "{dataset}/{arch}/{method}",
-    dataset=IMAGENET["datasets"],
-    arch=IMAGENET["archs"],
-    method=IMAGENET["methods"],
-)
-FOLDER_DATASETS = r"imagenet"  # src/augmix/config.py FOLDER_DATASETS
+# Shared values. The cells come from the typed params; each rule's `params:` is the job's own keys
+# and values (augmix.jobs, the table dvc.yaml spells too) and its code inputs are its command's import
+# closure (augmix.codedeps), so a change re-runs the same jobs under both orchestrators.
+import re
+
+from augmix import codedeps, jobs
+from augmix import config as augmix_config
+
+PARAMS = augmix_config.parse(config, where="the Snakemake config (params.yaml and --config)")
+DATA = PARAMS.data.root
+CHECK = ".augmix/params-ok"
+
+
+def cells(grid, seeds):
+    return [f"{d}/{a}/{m}/seed{s}" for d in grid.datasets for a in grid.archs for m in grid.methods for s in seeds]
+
+
+CELLS = cells(PARAMS.grid, PARAMS.grid.seeds) + cells(PARAMS.ablation, PARAMS.grid.seeds)
+IMAGENET_CELLS = cells(PARAMS.imagenet, PARAMS.imagenet.seeds)
+_FOLDER = [re.escape(n) for n, d in PARAMS.datasets.items() if d.source in augmix_config.FOLDER_SOURCES]
+FOLDER_DATASETS = "|".join(_FOLDER) or r"(?!x)x"  # never matches when there is none
 ARRAY_DATASET = rf"(?!(?:{FOLDER_DATASETS})(?:/|$))[^/]+"  # every other dataset (CIFAR layout)
 
 
@@ -24,12 +26,38 @@ wildcard_constraints:
     dataset=r"[^/]+",
     arch=r"[^/]+",
     method=r"[^/]+",
+    seed=r"\d+",
 
 
-def sections(*names):
-    return {name: config[name] for name in names}
+def job_params(stage):
+    """The job's params keys and values, from its wildcards (Snakemake re-runs a job when they change)."""
+
+    def values(wildcards):
+        job = jobs.Job(stage, wildcards.get("dataset", ""), wildcards.get("arch", ""), wildcards.get("method", ""),
+                       int(wildcards.seed) if "seed" in wildcards.keys() else None)
+        return jobs.values(job, PARAMS)
+
+    return values
+
+
+def code(stage):
+    return codedeps.stage_files(stage)
 
 
 localrules:
+    check,
     download,
     report,
+
+
+# The root of the DAG: the whole file against the code's name tables and the paths jobs will need.
+# Its output never changes for valid params, and `ancient` keeps its new time from re-running anything.
+rule check:
+    output:
+        CHECK,
+    input:
+        code("check"),
+    params:
+        keys=job_params("check"),
+    shell:
+        "augmix check --stamp {output}"

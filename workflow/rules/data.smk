@@ -5,9 +5,10 @@ rule download:
     output:
         directory(f"{DATA}/raw/{{dataset}}"),
     input:
-        "src/augmix/data.py",
+        ancient(CHECK),
+        code("download"),
     params:
-        sections=sections("seed", "data"),
+        keys=job_params("download"),
     wildcard_constraints:
         dataset=ARRAY_DATASET,
     shell:
@@ -18,10 +19,11 @@ rule corrupt:
     output:
         directory(f"{DATA}/corrupted/{{dataset}}"),
     input:
+        ancient(CHECK),
         f"{DATA}/raw/{{dataset}}",
-        "src/augmix/corruptions",
+        code("corrupt"),
     params:
-        sections=sections("data", "corruptions"),
+        keys=job_params("corrupt"),
     wildcard_constraints:
         dataset=ARRAY_DATASET,
     resources:
@@ -30,21 +32,13 @@ rule corrupt:
         "augmix corrupt --dataset {wildcards.dataset}"
 
 
-# ImageNet: the same commands; `download` checks and records data.imagenet_dir, `corrupt` points at
-# data.imagenet_c_dir or generates ImageNet-C from the val images.
+# Image-folder datasets (ImageNet): the same commands; `download` checks and records the folder,
+# `corrupt` points at the official ImageNet-C or generates it from the val images.
 use rule download as imagenet_download with:
-    params:
-        sections=sections("seed", "data"),
     wildcard_constraints:
         dataset=FOLDER_DATASETS,
 
 
 use rule corrupt as imagenet_corrupt with:
-    input:
-        f"{DATA}/raw/{{dataset}}",
-        "src/augmix/corruptions",
-        "src/augmix/imagenet.py",
-    params:
-        sections=sections("data", "corruptions", "imagenet"),
     wildcard_constraints:
         dataset=FOLDER_DATASETS,

@@ -1,16 +1,17 @@
-# The paper's tables and plots from every evaluated cell.
+# The paper's tables, verdicts and plots from every evaluated cell.
 
 
 rule report:
     output:
         directory("report"),
     input:
+        ancient(CHECK),
         expand("results/{cell}/eval.csv", cell=CELLS + IMAGENET_CELLS),
         expand("results/{cell}/metrics.json", cell=CELLS + IMAGENET_CELLS),
         expand("results/{cell}/train_summary.json", cell=CELLS + IMAGENET_CELLS),
-        "src/augmix/report.py",
+        code("report"),
         "src/augmix/data/published.csv",
     params:
-        sections=sections("grid", "eval"),
+        keys=job_params("report"),
     shell:
         "augmix report"

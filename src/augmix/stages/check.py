@@ -1,0 +1,51 @@
+"""`augmix check`: the whole params file against the schema and the code's name tables, and the
+paths the jobs will need, before any job runs. As the root of the DAG (`--stamp`), it writes a file
+whose content never changes for valid params, so a valid change re-runs nothing through it, and an
+invalid one stops the pipeline before any stage's outputs are removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from augmix import corruptions, io
+from augmix.config import FOLDER_SOURCES, Params
+from augmix.errors import ConfigError
+from augmix.models import ARCHS
+from augmix.training_methods import METHODS
+
+
+def problems(params: Params) -> list[str]:
+    out = []
+    for name in params.archs:
+        if name not in ARCHS:
+            out.append(f"archs.{name}: unknown architecture (known: {', '.join(ARCHS)})")
+    for i, name in enumerate(params.imagenet.archs):
+        if name not in ARCHS:
+            out.append(f"imagenet.archs[{i}]: unknown architecture {name!r} (known: {', '.join(ARCHS)})")
+    for i, name in enumerate(params.corruptions.names):
+        if name not in corruptions.CORRUPTIONS:
+            out.append(f"corruptions.names[{i}]: unknown corruption {name!r} (known: {', '.join(corruptions.CORRUPTIONS)})")
+    for i, name in enumerate(params.corruptions.perturbations):
+        if name not in corruptions.PERTURBATIONS:
+            out.append(f"corruptions.perturbations[{i}]: unknown perturbation {name!r} "
+                       f"(known: {', '.join(corruptions.PERTURBATIONS)})")
+    for name in params.imagenet.datasets:
+        entry = params.datasets[name]
+        if entry.source in FOLDER_SOURCES and entry.dir and not Path(entry.dir).is_dir():
+            out.append(f"datasets.{name}.dir: folder {entry.dir} not found (ImageNet cannot be downloaded: "
+                       f"point it at a folder with train/<class>/ and val/<class>/)")
+        if params.corruptions.source == "official" and entry.source in FOLDER_SOURCES and not Path(entry.c_dir or "").is_dir():
+            out.append(f"datasets.{name}.c_dir: ImageNet-C folder {entry.c_dir!r} not found (corruptions.source: official)")
+    return out
+
+
+def run(params: Params, where: str, stamp: Path | None = None) -> str:
+    found = problems(params)
+    if found:
+        head = f"{where}: {found[0]}" if len(found) == 1 else f"{where}: {len(found)} problems"
+        raise ConfigError(head + ("".join(f"\n  {p}" for p in found) if len(found) > 1 else ""))
+    if stamp is not None:
+        io.write_text(stamp, "params ok\n")  # constant: downstream jobs never re-run because of it
+    n = len(params.grid.datasets) * len(params.grid.archs) * len(params.grid.methods) * len(params.grid.seeds)
+    return (f"{where}: ok ({len(params.grid.datasets)} datasets x {len(params.grid.archs)} archs x "
+            f"{len(params.grid.methods)} methods x {len(params.grid.seeds)} seeds = {n} cells)")
