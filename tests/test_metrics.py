@@ -255,3 +255,74 @@ def test_mean_flip_rate_plain_and_normalised():
         metrics.mean_flip_rate(fp, baseline=metrics.ALEXNET_FLIP_PROB)
     with pytest.raises(KeyError, match="rotate"):
         metrics.mean_flip_rate({"translate": 0.1}, perturbations=["translate", "rotate"])
+
+
+# ---------------------------------------------------------------------------- summarize
+
+
+def _tidy_eval(errors, *, severities=metrics.SEVERITIES, identity=None):
+    """eval.csv rows: clean error 0.2, then errors[c] at each severity (rms_calib = err / 10)."""
+    import pandas as pd
+
+    rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, "error": 0.2, "rms_calib": 0.1,
+             "brier": 0.3, "n": 100}]
+    rows += [{"benchmark": "c", "corruption": c, "severity": s, "error": e + 0.01 * s, "rms_calib": e / 10,
+              "brier": 0.5, "n": 100} for c, e in errors.items() for s in severities]
+    return pd.DataFrame([{**(identity or {}), **r} for r in rows])
+
+
+def test_summarize_one_completeness_rule_and_plain_cifar_mean():
+    errors = {c: 0.1 * (i % 3) for i, c in enumerate(metrics.BENCHMARK_CORRUPTIONS)}
+    full = metrics.summarize(_tidy_eval(errors | {"spatter": 0.9}), kind="cifar", bin_size=100,
+                             calib_mode="reference")
+    # Mean over the 15 benchmark corruptions of the mean over severities (+0.03); extras excluded.
+    assert full["corruption_error"] == pytest.approx(np.mean(list(errors.values())) + 0.03)
+    assert full["corruption_error_complete"] and "mce" not in full
+    assert full["per_corruption"]["spatter"] == pytest.approx(0.93)
+    assert full["per_severity"]["fog"] == {s: pytest.approx(errors["fog"] + 0.01 * s) for s in range(1, 6)}
+    assert full["clean_error"] == 0.2 and full["calib_bin_size"] == 100
+    # Missing one severity anywhere, or one benchmark corruption: incomplete, still computed.
+    short = metrics.summarize(_tidy_eval(errors, severities=(1, 2, 3, 4)), kind="cifar", bin_size=100,
+                              calib_mode="reference")
+    assert not short["corruption_error_complete"]
+    assert short["corruption_error"] == pytest.approx(np.mean(list(errors.values())) + 0.025)
+    fewer = dict(list(errors.items())[:14])
+    assert not metrics.summarize(_tidy_eval(fewer), kind="cifar", bin_size=100,
+                                 calib_mode="reference")["corruption_error_complete"]
+    # Extras alone: no headline at all (corruptions.md §0), only per corruption.
+    extras = metrics.summarize(_tidy_eval({"spatter": 0.5}), kind="cifar", bin_size=100, calib_mode="reference")
+    assert "corruption_error" not in extras and set(extras["per_corruption"]) == {"spatter"}
+
+
+def test_summarize_imagenet_mce_needs_all_five_severities():
+    errors = {c: 0.5 - 0.03 for c in metrics.BENCHMARK_CORRUPTIONS}  # 0.5 on average over s = 1..5
+    s = metrics.summarize(_tidy_eval(errors), kind="imagenet", bin_size=100, calib_mode="reference")
+    assert s["mce"] == pytest.approx(0.646726, abs=1e-6) and s["mce_complete"]  # metrics.md test vector
+    assert s["ce"]["fog"] == pytest.approx(2.5 / sum(metrics.ALEXNET_ERR["fog"]))
+    assert s["relative_mce"] == pytest.approx(metrics.relative_mce({c: [e + 0.01 * k for k in range(1, 6)]
+                                                                     for c, e in errors.items()}, 0.2))
+    partial = metrics.summarize(_tidy_eval(errors, severities=(1, 5)), kind="imagenet", bin_size=100,
+                                calib_mode="reference")
+    assert "mce" not in partial and partial["ce"] == {} and "corruption_error" in partial
+
+
+def test_summarize_copies_identity_perturbations_and_calibration_modes():
+    import pandas as pd
+
+    ident = {"dataset": "cifar10", "arch": "wrn40_2", "method": "augmix", "seed": 3, "model": "ours"}
+    fp = {p: 0.01 * (i + 1) for i, p in enumerate(metrics.CIFAR_P_PERTURBATIONS)}
+    p_frame = pd.DataFrame({"perturbation": [*fp, "snow"], "flip_prob": [*fp.values(), 0.9],
+                            "top5_dist": [0.5] * 11})
+    rng = np.random.default_rng(0)
+    pred = {"confidence": rng.uniform(0.2, 1, 250), "correct": rng.uniform(size=250) < 0.6}
+    s = metrics.summarize(_tidy_eval({"fog": 0.1}, identity=ident), p_frame, kind="cifar", bin_size=100,
+                          calib_mode="corrected", predictions=pred)
+    assert {k: s[k] for k in ident} == ident and isinstance(s["seed"], int)
+    assert s["mean_flip_prob"] == pytest.approx(0.055) and s["mfr"] == s["mean_flip_prob"]  # snow not averaged
+    assert s["p_complete"] and s["flip_prob"]["snow"] == 0.9 and s["mean_t5d"] == pytest.approx(0.5)
+    for mode in metrics.CALIB_MODES:
+        assert s[f"rms_calib_clean_{mode}"] == pytest.approx(
+            metrics.rms_calibration_error(pred["confidence"], pred["correct"], bin_size=100, mode=mode))
+    assert s["calib_mode"] == "corrected"
+    with pytest.raises(ValueError, match="kind"):
+        metrics.summarize(_tidy_eval({}), kind="svhn", bin_size=100, calib_mode="reference")

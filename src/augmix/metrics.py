@@ -467,3 +467,155 @@ def mean_top5_distance(
 ) -> float:
     """Mean top-5 distance; AlexNet-normalised per perturbation when ``baseline`` is given."""
     return _mean_over_perturbations(top5_dists, perturbations, baseline, "top-5 distance")
+
+
+# --------------------------------------------------------------------------------------------
+# One model's summary (metrics.json, and every number of the report)
+# --------------------------------------------------------------------------------------------
+
+# The columns that name one evaluated model in eval.csv, eval_p.csv and metrics.json. `seed` is an
+# int (external, released models: 0); `model` is a display label ("ours" for trained cells).
+IDENTITY_COLUMNS: tuple[str, ...] = ("dataset", "arch", "method", "seed", "model")
+
+# Dataset kinds: "imagenet" scores are AlexNet-normalised, "cifar" ones plain means.
+DATASET_KINDS: tuple[str, ...] = ("cifar", "imagenet")
+
+AGGREGATION = (
+    "corruption_error: mean over the benchmark corruptions of the mean error over severities; "
+    "rms_calib_c, brier_c: mean over their (corruption, severity) cells; complete: all 15 benchmark "
+    "corruptions at severities 1-5; mce (ImageNet): only when every benchmark corruption present has "
+    "all five severities"
+)
+
+
+def dataset_kind(dataset: str) -> str:
+    """'imagenet' (AlexNet-normalised scores) for ImageNet-like datasets, else 'cifar' (plain)."""
+    return "imagenet" if str(dataset).startswith("imagenet") else "cifar"
+
+
+def _identity(frame) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for col in IDENTITY_COLUMNS:
+        if col in frame.columns and len(frame):
+            value = frame[col].iloc[0]
+            out[col] = int(value) if col == "seed" else str(value)
+    return out
+
+
+def _severity_table(c_rows) -> dict[str, dict[int, float]]:
+    """corruption -> {severity: error}, corruptions in file order, severities ascending."""
+    table: dict[str, dict[int, float]] = {}
+    for name, sev, err in zip(c_rows.corruption, c_rows.severity, c_rows.error):
+        table.setdefault(str(name), {})[int(sev)] = float(err)
+    return {name: dict(sorted(by_sev.items())) for name, by_sev in table.items()}
+
+
+def c_complete(per_severity: Mapping[str, Mapping[int, float]]) -> bool:
+    """The one completeness rule of a -C headline: all 15 benchmark corruptions, severities 1..5."""
+    return all(
+        tuple(per_severity.get(name, {})) == SEVERITIES for name in BENCHMARK_CORRUPTIONS
+    )
+
+
+def perturbation_summary(p_frame, kind: str) -> dict[str, object]:
+    """-P: per-perturbation FP / T5D and their means over the kind's ten test perturbations."""
+    fp = {str(p): float(v) for p, v in zip(p_frame.perturbation, p_frame.flip_prob)}
+    t5 = {str(p): float(v) for p, v in zip(p_frame.perturbation, p_frame.top5_dist)}
+    averaged = P_PERTURBATIONS_BY_KIND[kind]
+    # A demo set without any of the ten falls back to what it has (flagged incomplete).
+    names = [p for p in averaged if p in fp] or list(fp)
+    out: dict[str, object] = {
+        "flip_prob": fp,
+        "top5_dist": {p: v for p, v in t5.items() if not np.isnan(v)},
+        "p_complete": len(names) == len(averaged) and set(names) == set(averaged),
+        "mean_flip_prob": mean_flip_rate(fp, perturbations=names),
+    }
+    t5_names = [p for p in names if not np.isnan(t5[p])]
+    if t5_names:
+        out["mean_t5d"] = mean_top5_distance(t5, perturbations=t5_names)
+    if kind == "cifar":
+        # CIFAR-10-P / 100-P report the unnormalised mean flip probability (cifar-p-eval.py).
+        out["mfr"] = out["mean_flip_prob"]
+        return out
+    # ImageNet-P: AlexNet-normalised, only once the AlexNet values are recorded (status U now).
+    if all(p in ALEXNET_FLIP_PROB for p in names):
+        out["mfr"] = mean_flip_rate(fp, perturbations=names, baseline=ALEXNET_FLIP_PROB)
+    if t5_names and all(p in ALEXNET_TOP5_DIST for p in t5_names):
+        out["mt5d"] = mean_top5_distance(t5, perturbations=t5_names, baseline=ALEXNET_TOP5_DIST)
+    return out
+
+
+def summarize(
+    eval_frame,
+    p_frame=None,
+    *,
+    kind: str,
+    bin_size: int,
+    calib_mode: str,
+    predictions: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, object]:
+    """Every summary number of one evaluated model, from its tidy rows; pure (no files).
+
+    ``eval_frame``: eval.csv rows (benchmark "clean" | "c", corruption, severity, error, rms_calib,
+    brier, and the identity columns when present, which are copied in). ``p_frame``: eval_p.csv rows
+    (perturbation, flip_prob, top5_dist) or None. ``kind``: "cifar" (plain means) or "imagenet"
+    (AlexNet-normalised CE / mCE / relative mCE). ``bin_size`` / ``calib_mode``: the RMS calibration
+    settings the rms_calib columns were computed with (recorded), also used on ``predictions``
+    ({"confidence", "correct"} of the clean set) to give the clean RMS calibration in both modes.
+
+    Headline numbers (corruption_error, rms_calib_c, brier_c, mce, relative_mce) use the 15
+    benchmark corruptions only; the held-out extras are reported per corruption (corruptions.md §0).
+    One completeness rule for all of them (``c_complete``): all 15 at severities 1..5. The mCE needs
+    every benchmark corruption present at all five severities (AlexNet's errors are per severity),
+    and is absent otherwise. This function is the only place these rules live: evaluate's
+    metrics.json and the report both call it.
+    """
+    if kind not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {DATASET_KINDS}")
+    clean = eval_frame[eval_frame.benchmark == "clean"]
+    if len(clean) != 1:
+        raise ValueError(f"expected exactly one clean row, got {len(clean)}")
+    clean = clean.iloc[0]
+    out: dict[str, object] = {
+        **_identity(eval_frame),
+        "clean_error": float(clean.error),
+        "rms_calib_clean": float(clean.rms_calib),
+        "brier_clean": float(clean.brier),
+        "calib_mode": calib_mode,
+        "calib_bin_size": int(bin_size),
+        "aggregation": AGGREGATION,
+    }
+    c_rows = eval_frame[eval_frame.benchmark == "c"]
+    per_severity = _severity_table(c_rows)
+    if per_severity:
+        out["per_severity"] = per_severity
+        out["per_corruption"] = {n: float(np.mean(list(s.values()))) for n, s in per_severity.items()}
+    head = [n for n in BENCHMARK_CORRUPTIONS if n in per_severity]
+    if head:
+        complete = c_complete(per_severity)
+        cells = c_rows[c_rows.corruption.isin(head)]
+        out["corruption_error"] = mean_corruption_error(
+            {n: list(per_severity[n].values()) for n in head}, corruptions=head
+        )
+        out["rms_calib_c"] = float(cells.rms_calib.mean())
+        out["brier_c"] = float(cells.brier.mean())
+        out["corruption_error_complete"] = complete
+    if kind == "imagenet" and per_severity:
+        full = {
+            n: list(s.values())
+            for n, s in per_severity.items()
+            if tuple(s) == SEVERITIES and n in ALEXNET_ERR
+        }
+        out["ce"] = {n: corruption_error(v, n) for n, v in full.items()}
+        if head and all(n in full for n in head):
+            out["mce"] = mce(full, corruptions=head)  # ratio; the paper prints x100
+            out["relative_mce"] = relative_mce(full, float(clean.error), corruptions=head)
+            out["mce_complete"] = out["corruption_error_complete"]
+    if p_frame is not None and len(p_frame):
+        out.update(perturbation_summary(p_frame, kind))
+    if predictions is not None and len(predictions.get("confidence", ())) >= bin_size:
+        for mode in CALIB_MODES:
+            out[f"rms_calib_clean_{mode}"] = rms_calibration_error(
+                predictions["confidence"], predictions["correct"], bin_size=bin_size, mode=mode
+            )
+    return out
