@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from augmix import metrics, report
+from augmix.report import names
 
 BENCH = metrics.BENCHMARK_CORRUPTIONS
 
@@ -97,7 +98,7 @@ def _write_model(
 
 
 def _published(path, rows):
-    pd.DataFrame(rows, columns=list(report.PUBLISHED_COLUMNS)).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=list(report.REQUIRED_COLUMNS)).to_csv(path, index=False)
     return path
 
 
@@ -161,7 +162,7 @@ def built(tmp_path_factory):
     )
     out = tmp / "report"
     with pytest.warns(UserWarning, match="no eval.csv"):
-        files = report.build_report(root, out, calib_mode="reference", published=pub)
+        files = report.build_report(root, out, calib_mode="reference", published_path=pub)
     cells = pd.read_csv(out / "cells.csv")
     return {"root": root, "out": out, "files": files, "cells": cells, "preds": preds, "fp": fp}
 
@@ -201,17 +202,18 @@ def test_corruption_error_cell_ours_published_diff(built):
     assert c["diff"] == pytest.approx(ours - 0.112)
     assert c.flag == "T" and bool(c.complete)
     md = (built["out"] / "tables" / "cifar10_corruption_error.md").read_text()
-    assert f"| AugMix | | {100 * ours:.1f} (11.2 T, {100 * (ours - 0.112):+.1f}) |" in md.replace(
+    # One seed: no std; the test's published file states no tolerance, so the band is 0.
+    assert f"| AugMix | | {100 * ours:.1f} (n=1) [11.2 T, {100 * (ours - 0.112):+.1f}, differs] |" in md.replace(
         "|  |", "| |"
     )
     tex = (built["out"] / "tables" / "cifar10_corruption_error.tex").read_text()
-    assert r"\begin{tabular}" in tex and "(11.2 T, " in tex
+    assert r"\begin{tabular}" in tex and "[11.2 T, " in tex
     # No published value -> empty published/diff, no parenthesis in the rendering.
     other = _cell(
         built["cells"], "cifar10_corruption_error", "allconv", "standard", "corruption_error"
     )
     assert other.ours == pytest.approx(0.3) and math.isnan(other.published)
-    assert "| Standard | 30.0 |" in md
+    assert "| Standard | 30.0 (n=1) |" in md
 
 
 def test_published_preference_paper_over_measurement(built):
@@ -251,11 +253,11 @@ def test_mean_flip_probability_averages_the_kinds_test_perturbations(kind):
     fp = {p: 0.1 * (i + 1) for i, p in enumerate(averaged)}
     pp = pd.DataFrame({"perturbation": [*fp, other], "flip_prob": [*fp.values(), 5.0],
                        "top5_dist": [1.0] * 11})
-    found = {name: (value, complete) for name, value, complete in report._perturbation_metrics(pp, kind)}
+    found = {name: (value, complete) for name, value, complete in report.aggregate.perturbation_rows(pp, kind)}
     assert found["mfp"] == (pytest.approx(0.55), True)  # the extra sequence is reported, not averaged
     assert found[f"fp_{other}"][0] == 5.0
     pp = pp[pp.perturbation != averaged[4]]  # one of the ten missing: flagged incomplete
-    found = {name: (value, complete) for name, value, complete in report._perturbation_metrics(pp, kind)}
+    found = {name: (value, complete) for name, value, complete in report.aggregate.perturbation_rows(pp, kind)}
     assert found["mfp"][1] is False
 
 
@@ -276,7 +278,7 @@ def test_demo_dataset_marked_incomplete(built):
     c = _cell(built["cells"], "digits_corruption_error", "wrn16_1", "augmix", "corruption_error")
     assert c.ours == pytest.approx(0.1 + 0.01 * 3) and not bool(c.complete)
     md = (built["out"] / "tables" / "digits_corruption_error.md").read_text()
-    assert "| AugMix | 13.0* |" in md and "wrn16_1" in md
+    assert "| AugMix | 13.0* (n=1) |" in md and "wrn16_1" in md
     assert "tables/digits_p.md" not in built["files"]  # empty eval_p.csv: no -P table
 
 
@@ -337,35 +339,51 @@ def test_corrected_mode_in_header(tmp_path):
 def test_published_csv_parses_and_uses_known_names():
     pub = report.load_published()
     assert list(pub.columns) == list(report.PUBLISHED_COLUMNS)
-    assert report.REGISTRY_ARCHS == (
-        "allconv",
-        "densenet40_12",
-        "wrn40_2",
-        "resnext29_4x32d",
-        "resnet50",
-    )
-    assert report.REGISTRY_METHODS == (
-        "standard",
-        "cutout",
-        "mixup",
-        "cutmix",
-        "autoaugment",
-        "pgd",
-        "augmix",
-        "augmix_nojsd",
-        "fmix",
-    )
-    assert set(report.REFERENCE_ONLY_ARCHS).isdisjoint(report.REGISTRY_ARCHS)
-    assert set(report.REFERENCE_ONLY_METHODS).isdisjoint(report.REGISTRY_METHODS)
-    assert set(pub.arch) <= set(report.REGISTRY_ARCHS) | set(report.REFERENCE_ONLY_ARCHS)
-    assert set(pub.method) <= set(report.REGISTRY_METHODS) | set(report.REFERENCE_ONLY_METHODS)
     assert set(pub.flag) <= set("ATQMU")
     assert pub.value.notna().all() and pub.value.between(0, 1).all()  # fractions, not percent
     assert (pub.source.str.len() > 0).all()
-    # Paper rows use registry names only.
-    paper = pub[pub.table.isin(["table1"])]
-    assert set(paper.arch) <= set(report.REGISTRY_ARCHS)
-    assert set(paper.method) <= set(report.REGISTRY_METHODS)
+    # Every row states its tolerance (a fraction, like the value) and why.
+    assert pub.tolerance.notna().all() and pub.tolerance.between(0, 0.05).all()
+    assert (pub.tolerance_note.str.len() > 0).all()
+    # Paper Table 1 rows use the code's own names (models.ARCHS and the method table).
+    paper = pub[pub.table == "table1"]
+    assert set(paper.arch) <= set(names.arch_names())
+    assert set(paper.method) <= set(names.method_names())
+
+
+def test_published_ablation_rows_are_paper_table4():
+    """paper_numbers.md §2: WRN-40-2, CIFAR-10-C / CIFAR-100-C error, in the paper's row order."""
+    abl = report.load_published()
+    abl = abl[abl.table == "ablation"]
+    assert set(abl.arch) == {"wrn40_2"}
+    expect = {
+        "standard": (0.269, 0.533, "Q"),
+        "autoaugment_star": (0.239, 0.496, "Q"),
+        "random_autoaugment_star": (0.170, 0.436, "Q"),
+        "random_autoaugment_star_jsd": (0.147, 0.408, "Q"),
+        "augmix_nojsd": (0.131, 0.398, "Q"),
+        "augmix": (0.112, 0.359, "T"),
+    }
+    assert list(dict.fromkeys(abl.method)) == list(expect)
+    got = abl.set_index(["method", "dataset"])
+    for method, (c10, c100, flag) in expect.items():
+        assert got.loc[(method, "cifar10"), "value"] == pytest.approx(c10)
+        assert got.loc[(method, "cifar100"), "value"] == pytest.approx(c100)
+        assert set(got.loc[method].flag) == {flag}
+    # The third-party seed spread sets the tolerance of the best-measured cell (0.098 pp x 2 + 0.05).
+    assert got.loc[("augmix", "cifar100"), "tolerance"] == pytest.approx(0.0025)
+
+
+def test_names_and_order_come_from_the_code_tables():
+    from augmix.models import ARCHS
+
+    assert names.arch_names() == tuple(ARCHS)
+    assert names.archs(["zz_unknown", *reversed(list(ARCHS))]) == [*ARCHS, "zz_unknown"]
+    methods = names.method_names()
+    assert {"standard", "augmix", "augmix_nojsd"} <= set(methods)
+    assert names.methods(["b_new", "a_new", *reversed(methods)]) == [*methods, "a_new", "b_new"]
+    assert names.method_title("not_a_method") == "not_a_method"
+    assert names.row_title("augmix", "released AugMix WRN-40-2") == "AugMix (released AugMix WRN-40-2)"
 
 
 def test_published_csv_key_numbers():

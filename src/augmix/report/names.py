@@ -1,0 +1,127 @@
+"""Which names exist and in what order come from the code's own tables; this module only adds titles.
+
+Architectures: ``augmix.models.ARCHS``; methods: the method table of ``augmix.training_methods``; both in
+their table order (the paper's order). A name the tables do not hold (an older run, a published
+reference model) sorts after them, alphabetically. Titles are looked up by name and default to the
+name itself, so a new architecture or method shows up without touching this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+
+DATASET_TITLES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "imagenet": "ImageNet",
+    "digits": "Digits (demo set)",
+}
+ARCH_TITLES = {
+    "allconv": "AllConvNet",
+    "densenet40_12": "DenseNet-40-12",
+    "densenet_bc100_12": "DenseNet-BC-100-12",
+    "wrn40_2": "WRN-40-2",
+    "resnext29_4x32d": "ResNeXt-29 4x32d",
+    "resnet18": "ResNet-18",
+    "resnet50": "ResNet-50",
+}
+# The paper's row names; the AutoAugment* asterisk's meaning is open (paper_numbers.md, U).
+METHOD_TITLES = {
+    "standard": "Standard",
+    "cutout": "Cutout",
+    "mixup": "Mixup",
+    "cutmix": "CutMix",
+    "autoaugment": "AutoAugment",
+    "autoaugment_star": "AutoAugment*",
+    "random_autoaugment_star": "Random AutoAugment*",
+    "random_autoaugment_star_jsd": "Random AutoAugment* + JSD",
+    "pgd": "Adversarial Training",
+    "fmix": "FMix",
+    "augmix": "AugMix",
+    "augmix_nojsd": "AugmentAndMix (no JSD)",
+}
+METRIC_TITLES = {
+    "clean_error": "clean error",
+    "corruption_error": "corruption error",
+    "mce": "mCE",
+    "relative_mce": "relative mCE",
+    "rms_calib_clean": "RMS calib (clean)",
+    "rms_calib_c": "RMS calib (-C)",
+    "brier_clean": "Brier (clean)",
+    "brier_c": "Brier (-C)",
+    "mfr": "mFR",
+    "mt5d": "mT5D",
+    "mfp": "mFP",
+    "mean_t5d": "mean T5D",
+    "rms_calib_clean_reference": "RMS calib clean, reference bins",
+    "rms_calib_clean_corrected": "RMS calib clean, all bins",
+}
+OURS = "ours"  # the `model` label of the cells we train; anything else is an external model
+
+
+@cache
+def arch_names() -> tuple[str, ...]:
+    from augmix.models import ARCHS
+
+    return tuple(ARCHS)
+
+
+@cache
+def method_names() -> tuple[str, ...]:
+    from augmix import training_methods
+
+    # The method table: all_methods() where it exists, else the module's METHODS table.
+    table = getattr(training_methods, "all_methods", None)
+    return tuple(table() if table is not None else training_methods.METHODS)
+
+
+def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
+    """Distinct ``values``: those in ``preferred`` in its order, then the rest sorted."""
+    values = list(dict.fromkeys(values))
+    preferred = list(preferred)
+    return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
+
+
+def datasets(values: Iterable[str]) -> list[str]:
+    return order(values, DATASET_TITLES)
+
+
+def archs(values: Iterable[str]) -> list[str]:
+    return order(values, arch_names())
+
+
+def methods(values: Iterable[str]) -> list[str]:
+    return order(values, method_names())
+
+
+def models(values: Iterable[str]) -> list[str]:
+    """Our cells first, then external models by name."""
+    return order(values, [OURS])
+
+
+def dataset_title(name: str) -> str:
+    return DATASET_TITLES.get(name, name)
+
+
+def arch_title(name: str) -> str:
+    return ARCH_TITLES.get(name, name)
+
+
+def method_title(name: str) -> str:
+    return METHOD_TITLES.get(name, name)
+
+
+def metric_title(name: str) -> str:
+    """A known title, else the corruption / perturbation name of a ce_/fp_ metric."""
+    if name in METRIC_TITLES:
+        return METRIC_TITLES[name]
+    for prefix in ("ce_", "fp_"):
+        if name.startswith(prefix):
+            return name.removeprefix(prefix)
+    return name
+
+
+def row_title(method: str, model: str) -> str:
+    """A table row: the method's title for our cells, with the external model's label otherwise."""
+    return method_title(method) if model == OURS else f"{method_title(method)} ({model})"
