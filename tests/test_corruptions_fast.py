@@ -16,6 +16,7 @@ from scipy import stats
 from augmix.corruptions import build as B
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import format_table, run, run_end_to_end, synthetic_images
+from augmix.corruptions.draws import DRAWS, NumpyDraws, corruption_keys
 from augmix.corruptions.imagemagick import (
     motion_blur_im,
     motion_blur_kernel,
@@ -289,13 +290,13 @@ def test_elastic_severity1_skips_the_identity_resampling(imgs):
     grid_r = np.broadcast_to(np.arange(32.0)[None, :, None], (n, 32, 32))
     grid_c = np.broadcast_to(np.arange(32.0)[None, None, :], (n, 32, 32))
     assert np.array_equal(ours, F._finish(F.map_coordinates_reflect(x, grid_r, grid_c)))
-    # the seeded stream: the affine draws come first, so the output is what drawing the
-    # (unused) displacement fields as well would give
-    r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
-    full = {"u_affine": r2.random((n, 3, 2)), "u_dx": r2.random((n, 32, 32))}
-    full["u_dy"] = r2.random((n, 32, 32))
+    # the keyed draws: each stream is its own, so the output is what drawing the (unused)
+    # displacement fields as well would give
+    keys = corruption_keys(9, "elastic_transform", 1, range(n))
+    full = DRAWS["elastic_transform"](NumpyDraws(keys), 32, 32, displace=True)
+    assert set(full) == {"u_affine", "u_dx", "u_dy"}
     assert np.array_equal(
-        F.elastic_transform(imgs, 1, r1), F.elastic_transform(imgs, 1, draws=full)
+        F.elastic_transform(imgs, 1, keys), F.elastic_transform(imgs, 1, draws=full)
     )
 
 

@@ -319,13 +319,17 @@ def test_glass_blur_imagenet_chains():
 
 
 def test_glass_blur_offsets_asymmetric():
+    from augmix.corruptions.draws import DRAWS, NumpyDraws, corruption_keys
+
     imgs = synthetic_images(4, seed=1)
-    # with rng: drawn offsets lie in {-1, 0} for d = 1; compare with a literal call on the same draws
-    r1 = F.glass_blur(imgs, 2, np.random.default_rng(3))
-    offs = np.random.default_rng(3).integers(
-        -1, 1, size=(4, 1, 30, 30, 2), dtype=np.int16
-    )
-    assert set(np.unique(offs)) == {-1, 0}
+    # keyed draws: offsets lie in {-d, ..., d - 1} (randint(-d, d)); the function draws exactly these
+    keys = corruption_keys(3, "glass_blur", 2, range(4))
+    for d, iterations in ((1, 1), (3, 2)):
+        offs = DRAWS["glass_blur"](NumpyDraws(keys), 32, 32, d=d, iterations=iterations)["offsets"]
+        assert offs.shape == (4, iterations, 32 - 2 * d, 32 - 2 * d, 2)
+        assert set(np.unique(offs)) == set(range(-d, d))
+    offs = DRAWS["glass_blur"](NumpyDraws(keys), 32, 32, d=1, iterations=1)["offsets"]
+    r1 = F.glass_blur(imgs, 2, keys)
     assert np.array_equal(r1, F.glass_blur(imgs, 2, draws={"offsets": offs}))
 
 

@@ -1,18 +1,24 @@
 """The 19 common corruptions of CIFAR-10-C / ImageNet-C, batched and reference-faithful.
 
 Source of the arithmetic: hendrycks/robustness `ImageNet-C/create_c/make_cifar_c.py` (CIFAR table)
-and `make_imagenet_c.py` (ImageNet table), restated in spec corruptions.md §2-§6. Every function
-takes uint8 images (N, H, W, 3) and returns uint8 (N, H, W, 3), truncating like the reference's
-`np.uint8` cast.
+and `make_imagenet_c.py` (ImageNet table); the reference's quirks we keep are listed in
+docs/corruptions.md. Every function takes uint8 images (N, H, W, 3) and returns uint8 (N, H, W, 3),
+truncating like the reference's `np.uint8` cast.
 
-Signature of every corruption: ``f(images, severity, rng=None, *, table="cifar", draws=None)``.
-Randomness comes from ``rng`` (a ``numpy.random.Generator``) or, for tests, from ``draws``: a dict of
-arrays holding the raw random variates the reference would draw (standard normals, uniforms in
-[0, 1), integers, Poisson counts), documented per function. The reference's ``uniform(lo, hi)`` is
-``lo + (hi - lo) * u`` and its ``normal(loc, scale)`` is ``loc + scale * z``, so injected raw variates
-reproduce it exactly. One sampler differs from the reference's while keeping its distribution:
-with a generator, shot_noise draws each output level by inverting its exact distribution (one
-uniform per element) instead of drawing Poisson counts, about 4x cheaper (see `shot_levels`).
+Signature of every corruption:
+``f(images, severity, rng=None, *, table="cifar", draws=None, device=None)``.
+Randomness is a dict ``draws`` of the raw random variates the reference would draw (standard
+normals, uniforms in [0, 1), integers, Poisson counts), documented per function. Without it, the
+draws are made from ``rng`` by the corruption's spec in `draws.py`: per-image keys
+(``augmix.rng.SampleKeys``, what the builders pass) or a NumPy Generator (one key drawn from it).
+The reference's ``uniform(lo, hi)`` is ``lo + (hi - lo) * u`` and its ``normal(loc, scale)`` is
+``loc + scale * z``, so injected raw variates reproduce it exactly. One sampler differs from the
+reference's while keeping its distribution: shot_noise draws each output level by inverting its
+exact distribution (one uniform per element) instead of drawing Poisson counts, about 4x cheaper
+(see `shot_levels`).
+
+With ``device`` (a torch device), the corruptions in DEVICE_CORRUPTIONS run in `torch_backend`
+with the same draws; the other corruptions ignore it.
 
 Each severity table is the literal at the top of its function: key "cifar" (32x32) and "imagenet"
 (224x224).
@@ -29,8 +35,24 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from . import draws as D
+from . import torch_backend as tb
+from .draws import fog_uniform_shapes  # noqa: F401 - the draw layout, re-exported for fog's callers
 from .frost import load_frost_textures
 from .imagemagick import motion_blur_im
+from .kernels import (
+    HSV_PICK3,
+    PIL_PRECISION_BITS,
+    SHOT_BINS,
+    clipped_zoom_matrix,
+    cv_affine_from_points,
+    elastic_source_points,
+    pil_box_matrix,
+    shot_level_tables,
+    torch_device_type,
+    zoom_factors,
+    zoom_taps,  # noqa: F401 - re-exported with the other zoom kernels
+)
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -72,21 +94,6 @@ def _select(tables: dict, table: str, severity: int, images: np.ndarray):
             f"table {table!r} expects {size}x{size} images, got {images.shape[1]}x{images.shape[2]}"
         )
     return tables[table][severity - 1]
-
-
-def _tb():
-    """The torch backend, imported on first use of a `device` argument."""
-    from . import torch_backend
-
-    return torch_backend
-
-
-def _need_rng(rng, name: str):
-    if rng is None:
-        raise ValueError(
-            f"{name}: pass rng (a numpy Generator) or draws; randomness is never global"
-        )
-    return rng
 
 
 def _to_unit(images: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -160,10 +167,7 @@ def _hsv_to_rgb_planes(h, s, v):
     return tuple(np.choose(_HSV_PICK[:, c][sector], (v, t, p, q)) for c in range(3))
 
 
-# sector -> (R, G, B) as indices into (v, m, p), m = q in odd sectors and t in even ones
-_HSV_PICK3 = np.array(
-    [[0, 1, 2], [1, 0, 2], [2, 0, 1], [2, 1, 0], [1, 2, 0], [0, 2, 1]], dtype=np.uint8
-)
+_HSV_PICK3 = np.array(HSV_PICK3, dtype=np.uint8)  # sector -> (R, G, B) as indices into (v, m, p)
 
 
 def _hsv_to_rgb_u8(h, s, v) -> np.ndarray:
@@ -225,60 +229,11 @@ def gaussian_noise(
         images,
     )
     if device is not None:
-        return _tb().gaussian_noise(images, c, rng, device, draws)
-    z = (
-        draws["z"]
-        if draws is not None
-        else _need_rng(rng, "gaussian_noise").standard_normal(images.shape)
-    )
+        return tb.gaussian_noise(images, c, rng, device, draws)
+    z = (draws or D.numpy_draws("gaussian_noise", rng, images.shape))["z"]
     x = c * z
     x += _to_unit(images)  # x + c * z, in place
     return _finish_temp(x)
-
-
-_SHOT_BINS = (
-    4096  # guide-table buckets per input value (a power of two: u * M is exact)
-)
-
-
-@functools.lru_cache(maxsize=16)
-def shot_level_tables(c: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-CDF tables of the shot-noise output level for each input value.
-
-    The output is L = uint8(clip(k / c, 0, 1) * 255) with k ~ Poisson(v / 255 * c), a function of
-    the count alone, so for each input value v (0..255) the distribution of L over 0..255 is
-    known in closed form. Returns (cdf, guide):
-
-    * cdf: float64 (256, 256), cdf[v, l] = P(L <= l), with cdf[v, 255] = 1;
-    * guide: int16 (256 * _SHOT_BINS,), for u in bucket j = floor(u * M) the level
-      min{l : cdf[v, l] > j / M} if no cdf value falls inside the bucket, else -(that level) - 1
-      (then the level is found by stepping through the cdf).
-    """
-    k = np.arange(int(c))  # counts below c; k >= c saturates to level 255
-    levels = (np.clip(k / c, 0, 1) * 255).astype(np.uint8)  # _finish(counts / c)
-    lam = (np.arange(256) / 255.0) * c  # the reference's x * c
-    from scipy.special import gammaln, xlogy
-
-    with np.errstate(divide="ignore"):
-        logp = xlogy(k[None, :], lam[:, None]) - lam[:, None] - gammaln(k + 1)[None, :]
-    pmf = np.exp(logp)
-    by_level = np.zeros((256, 256))
-    np.add.at(
-        by_level, (slice(None), levels), pmf
-    )  # unbuffered: sums the counts of a level
-    cdf = np.minimum(np.cumsum(by_level, axis=1), 1.0)
-    cdf[:, 255] = 1.0
-    m = _SHOT_BINS
-    edges = np.arange(m + 1) / m
-    guide = np.empty((256, m), dtype=np.int16)
-    for v in range(256):  # setup: 256 searchsorted calls, once per c
-        lo = np.searchsorted(cdf[v], edges[:-1], side="right")
-        hi = np.searchsorted(cdf[v], edges[1:], side="left")
-        guide[v] = np.where(lo == hi, lo, -lo - 1)
-    cdf.setflags(write=False)
-    guide = guide.reshape(-1)
-    guide.setflags(write=False)
-    return cdf, guide
 
 
 def shot_levels(images: np.ndarray, c: int, u: np.ndarray) -> np.ndarray:
@@ -286,7 +241,7 @@ def shot_levels(images: np.ndarray, c: int, u: np.ndarray) -> np.ndarray:
     uniforms u in [0, 1) of the images' shape. Same distribution as the reference's
     uint8(clip(Poisson(x * c) / c, 0, 1) * 255), about 4x cheaper than drawing the counts."""
     cdf, guide = shot_level_tables(int(c))
-    m = _SHOT_BINS
+    m = SHOT_BINS
     v = images.reshape(-1).astype(np.int32)
     uf = np.asarray(u, dtype=np.float64).reshape(-1)
     j = (uf * m).astype(np.int32)
@@ -320,15 +275,10 @@ def shot_noise(images, severity, rng=None, *, table="cifar", draws=None, device=
         images,
     )
     if device is not None:
-        return _tb().shot_noise(images, c, rng, device, draws)
+        return tb.shot_noise(images, c, rng, device, draws)
     if draws is not None and "counts" in draws:
         return _finish(draws["counts"] / c)
-    u = (
-        draws["u"]
-        if draws is not None
-        else _need_rng(rng, "shot_noise").random(images.shape)
-    )
-    return shot_levels(images, c, u)
+    return shot_levels(images, c, (draws or D.numpy_draws("shot_noise", rng, images.shape))["u"])
 
 
 def impulse_noise(
@@ -347,13 +297,8 @@ def impulse_noise(
         images,
     )
     if device is not None:
-        return _tb().impulse_noise(images, c, rng, device, draws)
-    if draws is None:
-        r = _need_rng(rng, "impulse_noise")
-        draws = {
-            "u_flip": r.random(images.shape, dtype=np.float32),
-            "u_salt": r.random(images.shape, dtype=np.float32),
-        }
+        return tb.impulse_noise(images, c, rng, device, draws)
+    draws = draws or D.numpy_draws("impulse_noise", rng, images.shape)
     x = _to_unit(images)
     flipped = draws["u_flip"] < c
     salted = draws["u_salt"] < 0.5
@@ -376,12 +321,8 @@ def speckle_noise(
         images,
     )
     if device is not None:
-        return _tb().speckle_noise(images, c, rng, device, draws)
-    z = (
-        draws["z"]
-        if draws is not None
-        else _need_rng(rng, "speckle_noise").standard_normal(images.shape)
-    )
+        return tb.speckle_noise(images, c, rng, device, draws)
+    z = (draws or D.numpy_draws("speckle_noise", rng, images.shape))["z"]
     x = _to_unit(images)
     y = c * z
     y *= x
@@ -404,7 +345,7 @@ def gaussian_blur(
         images,
     )
     if device is not None:
-        return _tb()._finish(_tb().gaussian_blur(images, c, device))
+        return tb.gaussian_blur(images, c, device)
     return _finish_temp(_gaussian(_to_unit(images), c))
 
 
@@ -423,7 +364,7 @@ def _reflect101(idx: np.ndarray, n: int) -> np.ndarray:
 
 
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
-    """The defocus kernel (spec §2.1): a normalised disk indicator on a 17x17 grid (radius <= 8) or
+    """The defocus kernel (make_cifar_c.py `disk`): a normalised disk indicator on a 17x17 grid (radius <= 8) or
     (2r+1)^2 grid, blurred by OpenCV GaussianBlur (window 3x3 or 5x5, sigma alias_blur), as the
     reference does: OpenCV's own float32 filter, so the kernel is the reference's bit for bit."""
     import cv2
@@ -461,7 +402,7 @@ def defocus_blur(images, severity, rng=None, *, table="cifar", draws=None, devic
     ):
         k = k[1:-1, 1:-1]
     if device is not None:
-        return _tb().defocus_blur(images, k, device)
+        return tb.defocus_blur(images, k, device)
     out = ndimage.correlate(
         _to_unit(images), k[None, :, :, None], mode="mirror"
     )  # mirror == reflect-101
@@ -527,18 +468,12 @@ def glass_blur(images, severity, rng=None, *, table="cifar", draws=None, device=
     sigma, d, iters = c
     n, h, w, _ = images.shape
     if device is not None:
-        return _tb().glass_blur(images, sigma, d, iters, rng, device, draws)
-    if draws is None:
-        # randint(-d, d) excludes d: the offsets are asymmetric, {-d, ..., d-1}.
-        offsets = _need_rng(rng, "glass_blur").integers(
-            -d, d, size=(n, iters, h - 2 * d, w - 2 * d, 2), dtype=np.int16
-        )
-    else:
-        offsets = draws["offsets"]
+        return tb.glass_blur(images, sigma, d, iters, rng, device, draws)
+    offsets = (draws or D.numpy_draws("glass_blur", rng, images.shape, d=d, iterations=iters))["offsets"]
     x = (_gaussian(_to_unit(images), sigma) * 255).astype(np.uint8)
     for it in range(iters):
         # Quirk: the reference's tuple "swap" of two NumPy views is a one-way copy, because the
-        # second assignment writes back the value just copied (spec §4.2, §6.3).
+        # second assignment writes back the value just copied (docs/corruptions.md, quirks).
         src = _glass_sources(h, w, d, offsets[:, it].astype(np.int64))
         flat_src = (src + (np.arange(n) * (h * w))[:, None]).reshape(-1)
         x = np.take(x.reshape(n * h * w, 3), flat_src, axis=0).reshape(n, h, w, 3)
@@ -558,116 +493,23 @@ def motion_blur(images, severity, rng=None, *, table="cifar", draws=None, device
         images,
     )
     if device is not None:
-        tb = _tb()
-        angle = tb.angles_from(rng, images.shape[0], -45.0, 45.0, draws, device)
-        return tb.motion_blur(images, c[0], c[1], angle, device)
-    u = (
-        draws["u_angle"]
-        if draws is not None
-        else _need_rng(rng, "motion_blur").random(images.shape[0])
-    )
+        return tb.motion_blur(images, c[0], c[1], rng, device, draws)
+    u = (draws or D.numpy_draws("motion_blur", rng, images.shape))["u_angle"]
     angle = -45.0 + 90.0 * np.asarray(u, dtype=np.float64)
     return motion_blur_im(images, c[0], c[1], angle)
-
-
-def _scipy_zoom_matrix(size: int, factor: float) -> np.ndarray:
-    """1-D operator of SciPy `ndimage.zoom(order=1)` (default grid_mode=False), built by zooming
-    the identity, so it is SciPy's own arithmetic. Shape (round(size*factor), size)."""
-    return ndimage.zoom(np.eye(size), (factor, 1), order=1)
-
-
-def clipped_zoom_matrix(h: int, factor: float) -> np.ndarray:
-    """The clipped zoom of spec §2.3 as an (h, h) matrix B: zoom(X) = B @ X @ B.T per channel."""
-    ch = int(np.ceil(h / factor))
-    top = (h - ch) // 2
-    a = _scipy_zoom_matrix(ch, factor)
-    trim = (a.shape[0] - h) // 2
-    b = np.zeros((h, h))
-    b[:, top : top + ch] = a[trim : trim + h]
-    return b
-
-
-# (start, stop, step) of the float arange of zoom factors per severity (spec §3, §5).
-ZOOM_BLUR_FACTORS = {
-    "cifar": [(1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)],
-    "imagenet": [(1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02), (1, 1.31, 0.03)],
-}
-
-
-def zoom_factors(table: str, severity: int) -> np.ndarray:
-    start, stop, step = ZOOM_BLUR_FACTORS[table][severity - 1]
-    # Quirk: float arange, not linspace; CIFAR severity 1 includes its stop 1.06, and 1.0 is always
-    # included so the clean image is counted twice (spec §4.2, §6.2).
-    return np.arange(start, stop, step)
-
-
-def zoom_taps(h: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """The clipped zoom of an (h, h) image as 4 taps per output pixel: source pixel indices
-    (h*h, 4) into the row-major image and weights (h*h, 4), in SciPy's order (row tap outer), each
-    weight the product of the two axes' bilinear weights (zero-weight taps repeat a real index)."""
-    b = clipped_zoom_matrix(h, factor)
-    idx, w = np.zeros((h, 2), np.int64), np.zeros((h, 2))
-    for i, row in enumerate(b):
-        nz = np.flatnonzero(row)
-        if not 1 <= len(nz) <= 2:  # a zoom in by >= 1 interpolates between at most 2 neighbours
-            raise ValueError(f"zoom factor {factor}: output row {i} has {len(nz)} taps")
-        idx[i], w[i, : len(nz)] = nz[[0, -1]], row[nz]
-    taps = (idx[:, None, :, None] * h + idx[None, :, None, :]).reshape(h * h, 4)
-    weights = (w[:, None, :, None] * w[None, :, None, :]).reshape(h * h, 4)
-    return taps, weights
-
-
-_ZOOM_TAPS: dict = {}
-# Pixels per slice of the CPU zoom blur: ~1 MB of float64, so the gathers run in cache.
-_ZOOM_SLICE_VALUES = 2**17
 
 
 def zoom_blur(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     """Mean of the image and its clipped zooms (factors from float arange). Deterministic.
 
-    The reference's arithmetic (spec §4.2): x in float32; each zoom is SciPy's order-1 zoom,
-    computed in float64 (the 4 bilinear taps of each output pixel, weighted and summed in SciPy's
-    order) and rounded to float32; the zooms are added one by one into a float32 sum; then
-    (x + sum) / (n + 1) in float32. Identical to the reference bit for bit on CPU.
+    The reference's arithmetic: x in float32; each zoom is SciPy's order-1 zoom, computed in
+    float64 (the 4 bilinear taps of each output pixel, weighted and summed in SciPy's order) and
+    rounded to float32; the zooms are added one by one into a float32 sum; then (x + sum) / (n + 1)
+    in float32. One implementation for every device (torch_backend.zoom_blur; the CPU when device
+    is None), identical to the reference bit for bit on CPU.
     """
     _select({"cifar": [1, 2, 3, 4, 5], "imagenet": [1, 2, 3, 4, 5]}, table, severity, images)
-    import torch
-
-    n, h, w, _ = images.shape
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    factors = zoom_factors(table, severity)
-    ops = []
-    for z in factors:
-        key = (h, float(z), str(dev))
-        if key not in _ZOOM_TAPS:
-            taps, weights = zoom_taps(h, float(z))
-            identity = bool((weights[:, 0] == 1).all()) and np.array_equal(taps[:, 0], np.arange(h * w))
-            # None: the zoom is the identity (factor 1, and 1.01 at 32 px), exactly x in float32
-            _ZOOM_TAPS[key] = None if identity else (torch.from_numpy(taps.T.copy()).to(dev),
-                                                     torch.from_numpy(weights.T.copy()).unsqueeze(-1).to(dev))
-        ops.append(_ZOOM_TAPS[key])
-    x = _tb().div(torch.from_numpy(images).to(dev).to(torch.float32), 255.0)
-    pixels = x.permute(1, 2, 0, 3).reshape(h * w, n * 3)  # (pixel, image x channel)
-    step = pixels.shape[1] if dev.type == "cuda" else max(1, _ZOOM_SLICE_VALUES // (h * w))
-    total = torch.empty_like(pixels)
-    for c0 in range(0, pixels.shape[1], step):
-        src = pixels[:, c0 : c0 + step].to(torch.float64)
-        acc = torch.zeros(src.shape, dtype=torch.float32, device=dev)
-        zoom, tap = torch.empty_like(src), torch.empty_like(src)
-        for op in ops:
-            if op is None:
-                acc += pixels[:, c0 : c0 + step]
-                continue
-            taps, weights = op
-            torch.index_select(src, 0, taps[0], out=zoom)
-            zoom.mul_(weights[0])
-            for k in range(1, 4):  # multiply, then add: no fused multiply-add, as SciPy
-                torch.index_select(src, 0, taps[k], out=tap)
-                zoom.add_(tap.mul_(weights[k]))
-            acc += zoom.to(torch.float32)  # round each zoom to float32 before adding (the reference's +=)
-        total[:, c0 : c0 + step] = acc
-    y = _tb().div(x + total.reshape(h, w, n, 3).permute(2, 0, 1, 3), len(factors) + 1)
-    return (y.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    return tb.zoom_blur(images, zoom_factors(table, severity), "cpu" if device is None else device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -717,15 +559,13 @@ def snow(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     loc, scale, zoom, thresh, radius, sigma, blend = c
     n, h, w, _ = images.shape
     if device is not None:
-        return _tb().snow(images, c, rng, device, draws)
-    if draws is None:
-        r = _need_rng(rng, "snow")
-        draws = {"z": r.standard_normal((n, h, w)), "u_angle": r.random(n)}
+        return tb.snow(images, c, rng, device, draws)
+    draws = draws or D.numpy_draws("snow", rng, images.shape)
     layer = loc + scale * draws["z"]
     b = clipped_zoom_matrix(h, zoom)
     layer = b @ layer @ b.T
     layer[layer < thresh] = 0
-    # Quirk: the layer is quantised to uint8 by truncation before the blur (spec §6.6).
+    # Quirk: the layer is quantised to uint8 by truncation before the blur (docs/corruptions.md).
     layer8 = (np.clip(layer, 0, 1) * 255).astype(np.uint8)
     angle = -135.0 + 90.0 * np.asarray(draws["u_angle"], dtype=np.float64)
     blurred = motion_blur_im(layer8[..., None], radius, sigma, angle)[..., 0] / 255.0
@@ -773,19 +613,9 @@ def frost(
     n, h, w, _ = images.shape
     textures = load_frost_textures(table, frost_folder)
     if device is not None:
-        return _tb().frost(images, c[0], c[1], textures, rng, device, draws)
-    if draws is None:
-        r = _need_rng(rng, "frost")
-        # Quirk: randint(5) over six names, so frost6.jpg is never chosen; the crop bounds exclude
-        # the last valid offset (spec §6.4).
-        index = r.integers(0, 5, size=n)
-        hs = np.array([t.shape[0] for t in textures])[index]
-        ws = np.array([t.shape[1] for t in textures])[index]
-        draws = {
-            "index": index,
-            "row": r.integers(0, hs - h),
-            "col": r.integers(0, ws - w),
-        }
+        return tb.frost(images, c[0], c[1], textures, rng, device, draws)
+    shapes = [t.shape for t in textures]
+    draws = draws or D.numpy_draws("frost", rng, images.shape, texture_shapes=shapes)
     crops = np.empty_like(images)
     index = np.asarray(draws["index"]).tolist()
     rows = np.asarray(draws["row"]).tolist()
@@ -795,7 +625,7 @@ def frost(
     ):  # one slice copy per image (cheaper than fancy indexing at 32x32)
         r0, c0 = rows[i], cols[i]
         crops[i] = textures[index[i]][r0 : r0 + h, c0 : c0 + w]
-    # Quirk: the weights multiply 0..255 values, no division by 255 (spec §6.4).
+    # Quirk: the weights multiply 0..255 values, no division by 255 (docs/corruptions.md).
     # The output is a function of the (image, texture) value pair: a 256 x 256 table made with
     # the reference expression (same dtypes), then one gather.
     lut = _frost_table(c[0], c[1])
@@ -813,13 +643,12 @@ def _frost_table(a, b) -> np.ndarray:
     return lut
 
 
-def plasma_fractal(
-    n_images: int, mapsize: int, decay: float, uniforms=None, rng=None
-) -> np.ndarray:
-    """Diamond-square height maps (N, mapsize, mapsize) in [0, 1] (spec §2.2), vectorised over images.
+def plasma_fractal(n_images: int, mapsize: int, decay: float, uniforms) -> np.ndarray:
+    """Diamond-square height maps (N, mapsize, mapsize) in [0, 1] (make_cifar_c.py
+    `plasma_fractal`, toroidal), vectorised over images.
 
     uniforms: list of arrays in [0, 1), three per level in draw order (squares, diamonds a,
-    diamonds b), each (N, k, k) with k = mapsize / step. Missing ones are drawn from rng.
+    diamonds b), each (N, k, k) with k = mapsize / step (draws.fog_uniform_shapes).
     """
     a = np.zeros((n_images, mapsize, mapsize))
     step = mapsize
@@ -828,7 +657,7 @@ def plasma_fractal(
 
     def wibbled_mean(s):
         nonlocal draw_i
-        u = uniforms[draw_i] if uniforms is not None else rng.random(s.shape)
+        u = uniforms[draw_i]
         draw_i += 1
         return s / 4 + wibble * (-wibble + (wibble - -wibble) * u)
 
@@ -852,16 +681,6 @@ def plasma_fractal(
     return a / a.max(axis=(1, 2), keepdims=True)
 
 
-def fog_uniform_shapes(n: int, mapsize: int) -> list:
-    """Shapes of the uniform draws of plasma_fractal, in draw order."""
-    shapes, step = [], mapsize
-    while step >= 2:
-        k = mapsize // step
-        shapes += [(n, k, k)] * 3
-        step //= 2
-    return shapes
-
-
 def fog(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     """clip((x + a * F) * M / (M + a)), F a plasma fractal (32 map for CIFAR, 256 cropped to 224).
     draws: {"uniforms": list of arrays as in fog_uniform_shapes}."""
@@ -877,17 +696,11 @@ def fog(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     n, h, w, _ = images.shape
     mapsize = {"cifar": 32, "imagenet": 256}[table]
     if device is not None:
-        return _tb().fog(images, c[0], c[1], mapsize, rng, device, draws)
-    uniforms = draws["uniforms"] if draws is not None else None
-    fmap = plasma_fractal(
-        n,
-        mapsize,
-        c[1],
-        uniforms,
-        None if uniforms is not None else _need_rng(rng, "fog"),
-    )
+        return tb.fog(images, c[0], c[1], mapsize, rng, device, draws)
+    uniforms = (draws or D.numpy_draws("fog", rng, images.shape, mapsize=mapsize))["uniforms"]
+    fmap = plasma_fractal(n, mapsize, c[1], uniforms)
     x = _to_unit(images)
-    # Quirk: M is the whole-image maximum taken before the fog is added (spec §6.5).
+    # Quirk: M is the whole-image maximum taken before the fog is added (docs/corruptions.md).
     m = x.max(axis=(1, 2, 3), keepdims=True)
     x = x + c[0] * fmap[:, :h, :w, None]
     return _finish_temp(x * m / (m + c[0]))
@@ -902,7 +715,7 @@ def brightness(images, severity, rng=None, *, table="cifar", draws=None, device=
         images,
     )
     if device is not None:
-        return _tb().brightness(images, c, device)
+        return tb.brightness(images, c, device)
     h, s, v = _rgb_to_hsv_planes(*_unit_planes(images))
     v = np.clip(v + c, 0, 1)
     return _hsv_to_rgb_u8(h, s, v)
@@ -920,7 +733,7 @@ def saturate(images, severity, rng=None, *, table="cifar", draws=None, device=No
         images,
     )
     if device is not None:
-        return _tb().saturate(images, c[0], c[1], device)
+        return tb.saturate(images, c[0], c[1], device)
     h, s, v = _rgb_to_hsv_planes(*_unit_planes(images))
     s = np.clip(s * c[0] + c[1], 0, 1)
     return _hsv_to_rgb_u8(h, s, v)
@@ -973,16 +786,12 @@ def spatter(images, severity, rng=None, *, table="cifar", draws=None):
     )
     loc, scale, sigma, thresh, intensity, mode = c
     n, h, w, _ = images.shape
-    z = (
-        draws["z"]
-        if draws is not None
-        else _need_rng(rng, "spatter").standard_normal((n, h, w))
-    )
+    z = (draws or D.numpy_draws("spatter", rng, images.shape))["z"]
     x = _to_unit(images, np.float32)
     liquid = _gaussian(loc + scale * z, sigma)
     liquid[liquid < thresh] = 0
     if mode == 0:
-        # Quirk: uint8 cast of 255*liquid, values above 255 wrap around (spec §6.8).
+        # Quirk: uint8 cast of 255*liquid, values above 255 wrap around (docs/corruptions.md).
         liquid8 = ((liquid * 255).astype(np.int64) & 255).astype(np.uint8)
         dist = np.stack([_spatter_water_mask(l8) for l8 in liquid8])
         m = liquid8 * dist
@@ -1012,7 +821,7 @@ def contrast(images, severity, rng=None, *, table="cifar", draws=None, device=No
         images,
     )
     if device is not None:
-        return _tb().contrast(images, c, device)
+        return tb.contrast(images, c, device)
     n = images.shape[0]
     m = channel_means(images).reshape(n, 3, 1)
     # Each output value is a function of (image, channel, input value): a (N, 3, 256) table
@@ -1043,22 +852,6 @@ def _lut_per_channel(images: np.ndarray, lut: np.ndarray) -> np.ndarray:
     idx = images.astype(np.int32)
     idx += (np.arange(n * 3, dtype=np.int32) * 256).reshape(n, 1, 1, 3)
     return lut.reshape(-1).take(idx)
-
-
-def cv_affine_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """OpenCV getAffineTransform for batches: (N, 3, 2) float32 points -> (N, 2, 3) float64."""
-    n = src.shape[0]
-    a = np.zeros((n, 6, 6))
-    b = np.zeros((n, 6))
-    s = src.astype(np.float64)
-    for i in range(3):
-        a[:, 2 * i, 0:2] = s[:, i]
-        a[:, 2 * i, 2] = 1
-        a[:, 2 * i + 1, 3:5] = s[:, i]
-        a[:, 2 * i + 1, 5] = 1
-        b[:, 2 * i] = dst[:, i, 0]
-        b[:, 2 * i + 1] = dst[:, i, 1]
-    return np.linalg.solve(a, b[..., None])[..., 0].reshape(n, 2, 3)
 
 
 def warp_affine_cv(img: np.ndarray, m: np.ndarray, coords: str = "fixed") -> np.ndarray:
@@ -1219,7 +1012,7 @@ def elastic_transform(
                 (32 * 0.1, 32 * 0.04, 32 * 0.05),
                 (32 * 0.1, 32 * 0.03, 32 * 0.03),
             ],
-            # Quirk: ImageNet constants use 244, not 224 (spec §6.7); CIFAR severity 1 has
+            # Quirk: ImageNet constants use 244, not 224 (docs/corruptions.md); CIFAR severity 1 has
             # alpha = 0, i.e. the random affine alone.
             "imagenet": [
                 (244 * 2, 244 * 0.7, 244 * 0.1),
@@ -1238,24 +1031,10 @@ def elastic_transform(
     if warp not in ("fixed", "float"):
         raise ValueError(f"warp must be 'fixed' or 'float', got {warp!r}")
     if device is not None:
-        return _tb().elastic_transform(
-            images, alpha, sigma, amax, rng, device, draws, warp
-        )
-    if draws is None:
-        r = _need_rng(rng, "elastic_transform")
-        draws = {"u_affine": r.random((n, 3, 2))}
-        if (
-            alpha != 0
-        ):  # the displacement draws come last, so skipping them changes nothing else
-            draws["u_dx"] = r.random((n, h, w))
-            draws["u_dy"] = r.random((n, h, w))
+        return tb.elastic_transform(images, alpha, sigma, amax, rng, device, draws, warp)
+    draws = draws or D.numpy_draws("elastic_transform", rng, images.shape, displace=alpha != 0)
     x = _to_unit(images, np.float32)
-    center = np.float32([h, w]) // 2
-    square = min(h, w) // 3
-    pts1 = np.float32(
-        [center + square, [center[0] + square, center[1] - square], center - square]
-    )
-    pts1 = np.broadcast_to(pts1, (n, 3, 2))
+    pts1 = np.broadcast_to(elastic_source_points(h, w), (n, 3, 2))
     pts2 = pts1 + (-amax + 2 * amax * draws["u_affine"]).astype(np.float32)
     x = warp_affine_cv(x, cv_affine_from_points(pts1, pts2), warp)
     if alpha == 0:
@@ -1279,36 +1058,12 @@ def elastic_transform(
     return _finish_temp(map_coordinates_reflect(x, rows, cols))
 
 
-_PIL_PRECISION_BITS = 32 - 8 - 2
-
-
-def pil_box_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """Pillow's BOX resampling coefficients (Resample.c precompute_coeffs), in 8-bit fixed point,
-    as an integer (out_size, in_size) matrix."""
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = 0.5 * filterscale
-    out = np.zeros((out_size, in_size), dtype=np.int64)
-    for xx in range(out_size):  # tiny setup loop over output positions (<= 224)
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size)
-        pos = (np.arange(xmin, xmax) - center + 0.5) / filterscale
-        k = ((pos > -0.5) & (pos <= 0.5)).astype(np.float64)
-        if k.sum() != 0:
-            k /= k.sum()
-        out[xx, xmin:xmax] = (0.5 + k * (1 << _PIL_PRECISION_BITS)).astype(np.int64)
-    return out
-
-
 def _pil_resample_pass(x: np.ndarray, mat: np.ndarray, axis: int) -> np.ndarray:
     # float64 GEMM on integers below 2**53 is exact, so this is Pillow's integer arithmetic.
     acc = np.moveaxis(
         np.moveaxis(x, axis, -1).astype(np.float64) @ mat.T.astype(np.float64), -1, axis
     )
-    acc = np.floor(
-        (acc + (1 << (_PIL_PRECISION_BITS - 1))) / (1 << _PIL_PRECISION_BITS)
-    )
+    acc = np.floor((acc + (1 << (PIL_PRECISION_BITS - 1))) / (1 << PIL_PRECISION_BITS))
     return np.clip(acc, 0, 255).astype(np.uint8)
 
 
@@ -1336,9 +1091,9 @@ def pixelate(images, severity, rng=None, *, table="cifar", draws=None, device=No
         images,
     )
     size = images.shape[1]
-    # Quirk: int() truncates the small size (spec §6.10).
+    # Quirk: int() truncates the small size (docs/corruptions.md).
     if device is not None:
-        return _tb().pixelate(images, int(size * c), device)
+        return tb.pixelate(images, int(size * c), device)
     return pil_box_resize_batched(pil_box_resize_batched(images, int(size * c)), size)
 
 
@@ -1463,16 +1218,8 @@ def jpeg_compression(
     if backend == "nvjpeg":
         if not cuda:
             raise ValueError(f"backend 'nvjpeg' needs a CUDA device, got device={device!r}")
-        return _tb().jpeg_compression(images, c, device) if images.shape[0] else images.copy()
+        return tb.jpeg_compression(images, c, device) if images.shape[0] else images.copy()
     return _jpeg_cpu(images, c, backend, threads=(os.cpu_count() or 1) if cuda else 1)
-
-
-def torch_device_type(device) -> str:
-    """'cuda', 'cpu', ... of a device given as a string or torch.device (without importing torch
-    for plain strings)."""
-    if isinstance(device, str):
-        return device.split(":")[0]
-    return getattr(device, "type", str(device))
 
 
 def _jpeg_cpu(images: np.ndarray, c: int, backend: str = "auto", threads: int = 1) -> np.ndarray:
@@ -1497,7 +1244,8 @@ def _jpeg_cpu(images: np.ndarray, c: int, backend: str = "auto", threads: int = 
 
 CorruptionFn = Callable[..., np.ndarray]
 
-# Benchmark order as in spec metrics.md / corruptions.md §3.
+# Benchmark order of the released files and of the mCE tables (hendrycks/robustness
+# make_cifar_c.py): the 15 benchmark corruptions, then the 4 extra (validation) ones.
 CORRUPTIONS: dict[str, CorruptionFn] = {
     "gaussian_noise": gaussian_noise,
     "shot_noise": shot_noise,
@@ -1522,21 +1270,11 @@ CORRUPTIONS: dict[str, CorruptionFn] = {
 ALL_CORRUPTIONS = tuple(CORRUPTIONS)
 BENCHMARK_CORRUPTIONS = ALL_CORRUPTIONS[:15]
 EXTRA_CORRUPTIONS = ALL_CORRUPTIONS[15:]
-DETERMINISTIC = (
-    "defocus_blur",
-    "zoom_blur",
-    "brightness",
-    "contrast",
-    "pixelate",
-    "jpeg_compression",
-    "gaussian_blur",
-    "saturate",
-)
 
 
-# Corruptions with a torch path (device=...): its own random streams, same arithmetic. All but
-# spatter (its water mode is OpenCV per image). jpeg_compression runs nvJPEG on CUDA devices and
-# the CPU codec elsewhere.
+# Corruptions with a torch path (device=...): the same draws (draws.py) and the same arithmetic.
+# All but spatter (its water mode is OpenCV per image). jpeg_compression keeps the reference's CPU
+# codec on every device (a thread per core on CUDA builds); nvJPEG is its opt-in backend.
 DEVICE_CORRUPTIONS = (
     "gaussian_noise",
     "shot_noise",
@@ -1568,8 +1306,9 @@ def corrupt(
     table: str = "cifar",
     device=None,
 ) -> np.ndarray:
-    """Apply the named corruption. With `device`, the corruptions in DEVICE_CORRUPTIONS run
-    through torch on that device (own random streams); the others ignore it."""
+    """Apply the named corruption. rng: per-image keys (augmix.rng.SampleKeys) or a NumPy
+    Generator, for the random corruptions. With `device`, the corruptions in DEVICE_CORRUPTIONS run
+    through torch on that device with the same draws; the others ignore it."""
     if name not in CORRUPTIONS:
         raise KeyError(
             f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}"

@@ -2,15 +2,16 @@
 
 Selected with ``device=...`` on the functions in `functions.py`, which keep the severity tables and
 pass the chosen parameters here (all corruptions but spatter, whose water mode is OpenCV per
-image). The arithmetic is the reference's (float64 where it is float64, float32 where it is
-float32), so with the same injected draws the results equal the NumPy path: bit for bit on CPU
-torch for the elementwise and gather-based ones (brightness, saturate, pixelate, fog, frost,
-elastic transform, motion blur, the noises), and up to float summation order in the reductions,
-filters and matrix products (contrast's mean, the blurs, snow's zoom: rare one-level truncation
-flips). JPEG stays on the CPU codec on every device (nvJPEG is opt-in: it does not subsample
-chroma as the reference does). Random draws come from a ``torch.Generator`` on the device,
-seeded from the caller's NumPy generator, so a build is reproducible for a given seed and device
-type but is not byte-identical to the NumPy path (different streams).
+image). zoom_blur has only this implementation, which the NumPy path runs on the CPU. Shared
+setup (operators, tap lists, tables) comes from `kernels`, the draws from `draws`; this module
+imports neither `functions` nor anything that imports it.
+
+The arithmetic is the reference's (float64 where it is float64, float32 where it is float32), and
+the draws are the NumPy path's (the same per-image keys and streams), so the results equal the
+NumPy path: bit for bit on CPU torch for every corruption here; on CUDA up to float summation order
+in the reductions, filters and matrix products (contrast's mean, the blurs, snow's zoom: rare
+one-level truncation flips) and up to the last bit of the normals' log/cos. JPEG stays on the CPU
+codec on every device (nvJPEG is opt-in: it does not subsample chroma as the reference does).
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ import functools
 
 import numpy as np
 import torch
+
+from . import draws as D
+from .imagemagick import motion_blur_kernel, motion_blur_offsets
+from .kernels import (
+    HSV_PICK3,
+    PIL_PRECISION_BITS,
+    SHOT_BINS,
+    clipped_zoom_matrix,
+    cv_affine_from_points,
+    elastic_source_points,
+    pil_box_matrix,
+    shot_level_tables,
+    zoom_taps,
+)
 
 __all__ = [
     "brightness",
@@ -30,7 +45,6 @@ __all__ = [
     "frost",
     "gaussian_blur",
     "gaussian_noise",
-    "generator_for",
     "glass_blur",
     "host_pieces",
     "impulse_noise",
@@ -42,6 +56,7 @@ __all__ = [
     "snow",
     "speckle_noise",
     "to_device",
+    "zoom_blur",
 ]
 
 
@@ -57,19 +72,6 @@ def to_device(images: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device)
 
 
-def generator_for(rng, device) -> torch.Generator:
-    """A torch generator on `device`, seeded from a NumPy generator (or passed through)."""
-    if isinstance(rng, torch.Generator):
-        return rng
-    if rng is None:
-        raise ValueError(
-            "pass rng (a numpy Generator or torch.Generator) or draws; randomness is never global"
-        )
-    g = torch.Generator(device=device)
-    g.manual_seed(int(rng.integers(0, 2**63 - 1)))
-    return g
-
-
 def _finish(x: torch.Tensor) -> np.ndarray:
     """clip to [0, 1], times 255, uint8 truncation (the reference's np.uint8 cast)."""
     return (x.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
@@ -79,66 +81,73 @@ def _unit(images: np.ndarray, device) -> torch.Tensor:
     return div(to_device(images, device).to(torch.float64), 255.0)
 
 
-def _draw(draws, key, shape, device, sample):
+def _drawn(name: str, rng, draws, images, device, **params) -> dict:
+    """The corruption's draws: the given dict (arrays or tensors, e.g. a test's), else made from
+    the per-image keys `rng` on `device` by its spec in draws.py."""
     if draws is not None:
-        return torch.as_tensor(
-            np.asarray(draws[key]) if not torch.is_tensor(draws[key]) else draws[key]
-        ).to(device)
-    return sample(shape)
+        return draws
+    return D.torch_draws(name, rng, images.shape, device, **params)
+
+
+def _on(value, device, dtype=None) -> torch.Tensor:
+    """One drawn value as a tensor on `device` (NumPy arrays and tensors alike)."""
+    t = value if torch.is_tensor(value) else torch.from_numpy(np.asarray(value))
+    return t.to(device=device, dtype=dtype)
 
 
 def gaussian_noise(images, c, rng, device, draws=None):
-    x = _unit(images, device)
-    g = None if draws is not None else generator_for(rng, device)
-    z = _draw(
-        draws,
-        "z",
-        x.shape,
-        device,
-        lambda s: torch.randn(s, generator=g, device=device, dtype=torch.float64),
-    )
-    return _finish(x + c * z.to(torch.float64))
+    z = _on(_drawn("gaussian_noise", rng, draws, images, device)["z"], device, torch.float64)
+    return _finish(_unit(images, device) + c * z)
 
 
 def speckle_noise(images, c, rng, device, draws=None):
+    z = _on(_drawn("speckle_noise", rng, draws, images, device)["z"], device, torch.float64)
     x = _unit(images, device)
-    g = None if draws is not None else generator_for(rng, device)
-    z = _draw(
-        draws,
-        "z",
-        x.shape,
-        device,
-        lambda s: torch.randn(s, generator=g, device=device, dtype=torch.float64),
-    )
-    return _finish(x + x * (c * z.to(torch.float64)))
+    return _finish(x + x * (c * z))
 
 
 def shot_noise(images, c, rng, device, draws=None):
-    x = _unit(images, device)
-    g = None if draws is not None else generator_for(rng, device)
-    counts = _draw(
-        draws, "counts", x.shape, device, lambda s: torch.poisson(x * c, generator=g)
-    )
-    return _finish(div(counts.to(torch.float64), c))
+    """functions.shot_noise: Poisson counts if given ("counts", the reference arithmetic), else the
+    output levels by inversion of uniforms ("u"), as functions.shot_levels."""
+    if draws is not None and "counts" in draws:
+        return _finish(div(_on(draws["counts"], device, torch.float64), c))
+    u = _on(_drawn("shot_noise", rng, draws, images, device)["u"], device, torch.float64)
+    return shot_levels(to_device(images, device), c, u).cpu().numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _shot_tables(c: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    cdf, guide = shot_level_tables(c)
+    return (torch.from_numpy(cdf.reshape(-1).copy()).to(device),
+            torch.from_numpy(guide.astype(np.int64)).to(device))
+
+
+def shot_levels(images: torch.Tensor, c: int, u: torch.Tensor) -> torch.Tensor:
+    """functions.shot_levels on the device: the guide table's level, or for the buckets that hold a
+    cdf step (about 1%) a binary search of the cdf row; the same comparisons, so the same levels."""
+    cdf, guide = _shot_tables(int(c), str(images.device))
+    v = images.reshape(-1).to(torch.int64)
+    uf = u.reshape(-1)
+    out = guide[(uf * SHOT_BINS).to(torch.int64) + v * SHOT_BINS]
+    todo = torch.nonzero(out < 0).reshape(-1)
+    if todo.numel():
+        lo = -out[todo] - 1
+        hi = torch.full_like(lo, 255)  # cdf[v, 255] = 1 > u
+        row = v[todo] * 256
+        ut = uf[todo]
+        for _ in range(8):  # the answer min{l : u < cdf[l]} stays in [lo, hi]
+            mid = (lo + hi) >> 1
+            up = ut >= cdf[row + mid]
+            lo = torch.where(up, mid + 1, lo)
+            hi = torch.where(up, hi, mid)
+        out[todo] = lo
+    return out.to(torch.uint8).reshape(images.shape)
 
 
 def impulse_noise(images, c, rng, device, draws=None):
+    d = _drawn("impulse_noise", rng, draws, images, device)
     x = _unit(images, device)
-    g = None if draws is not None else generator_for(rng, device)
-    uf = _draw(
-        draws,
-        "u_flip",
-        x.shape,
-        device,
-        lambda s: torch.rand(s, generator=g, device=device),
-    )
-    us = _draw(
-        draws,
-        "u_salt",
-        x.shape,
-        device,
-        lambda s: torch.rand(s, generator=g, device=device),
-    )
+    uf, us = _on(d["u_flip"], device), _on(d["u_salt"], device)
     flipped = uf < c
     salted = us < 0.5
     x = torch.where(flipped & salted, torch.ones_like(x), x)
@@ -188,11 +197,14 @@ def _filter_axis(
     return out
 
 
-def gaussian_blur(images, sigma, device, x=None):
+def _gaussian_t(x: torch.Tensor, sigma) -> torch.Tensor:
     """skimage gaussian(multichannel): separable Gaussian over H and W, mode nearest, truncate 4."""
-    x = _unit(images, device) if x is None else x
     taps = _gauss_taps(sigma)
     return _filter_axis(_filter_axis(x, taps, 1, "nearest"), taps, 2, "nearest")
+
+
+def gaussian_blur(images, sigma, device):
+    return _finish(_gaussian_t(_unit(images, device), sigma))
 
 
 def defocus_blur(images, kernel: np.ndarray, device):
@@ -217,16 +229,9 @@ def defocus_blur(images, kernel: np.ndarray, device):
 def glass_blur(images, sigma, d, iters, rng, device, draws=None):
     """Blur, uint8 truncation, the reference's one-way pixel copies (pointer jumping), blur."""
     n, h, w, _ = images.shape
-    x = (gaussian_blur(images, sigma, device) * 255).to(torch.uint8)
-    if draws is not None:
-        offsets = (
-            torch.as_tensor(np.asarray(draws["offsets"])).to(device).to(torch.int64)
-        )
-    else:
-        g = generator_for(rng, device)
-        offsets = torch.randint(
-            -d, d, (n, iters, h - 2 * d, w - 2 * d, 2), generator=g, device=device
-        )
+    x = (_gaussian_t(_unit(images, device), sigma) * 255).to(torch.uint8)
+    d_ = _drawn("glass_blur", rng, draws, images, device, d=d, iterations=iters)
+    offsets = _on(d_["offsets"], device, torch.int64)
     rows = torch.arange(h - d, d, -1, device=device)
     cols = torch.arange(w - d, d, -1, device=device)
     target = (rows[:, None] * w + cols[None, :]).reshape(-1)
@@ -252,19 +257,19 @@ def glass_blur(images, sigma, d, iters, rng, device, draws=None):
         x = torch.gather(
             x.reshape(n, h * w, 3), 1, final[..., None].expand(n, h * w, 3)
         ).reshape(n, h, w, 3)
-    return _finish(gaussian_blur(None, sigma, device, x=div(x.to(torch.float64), 255.0)))
+    return _finish(_gaussian_t(div(x.to(torch.float64), 255.0), sigma))
 
 
-def motion_blur(images, radius, sigma, angles_deg, device):
-    """ImageMagick motion blur (see imagemagick.py) with per-image angles, Q16 + PNG quantisation."""
-    x = to_device(images, device)
-    return _motion_blur_t(x, radius, sigma, angles_deg).cpu().numpy()
+def motion_blur(images, radius, sigma, rng, device, draws=None):
+    """ImageMagick motion blur (see imagemagick.py) at angles U(-45, 45) degrees, one per image,
+    Q16 + PNG quantisation."""
+    u = _on(_drawn("motion_blur", rng, draws, images, device)["u_angle"], "cpu", torch.float64)
+    angles = -45.0 + 90.0 * u.numpy()
+    return _motion_blur_t(to_device(images, device), radius, sigma, angles).cpu().numpy()
 
 
 def _motion_blur_t(x: torch.Tensor, radius, sigma, angles_deg) -> torch.Tensor:
     """motion_blur on a uint8 tensor (N, H, W, C) already on the device; returns uint8."""
-    from .imagemagick import motion_blur_kernel, motion_blur_offsets
-
     device = x.device
     n, h, w, c = x.shape
     k = motion_blur_kernel(radius, sigma)
@@ -295,14 +300,50 @@ def _motion_blur_t(x: torch.Tensor, radius, sigma, angles_deg) -> torch.Tensor:
     )
 
 
-def angles_from(rng, n, lo, hi, draws, device):
-    """Uniform angles in [lo, hi) degrees: from draws["u_angle"] or the torch generator."""
-    if draws is not None:
-        u = np.asarray(draws["u_angle"], dtype=np.float64)
-    else:
-        g = generator_for(rng, device)
-        u = torch.rand(n, generator=g, device=device, dtype=torch.float64).cpu().numpy()
-    return lo + (hi - lo) * u
+_ZOOM_TAPS: dict = {}
+# Pixels per slice of the CPU zoom blur: ~1 MB of float64, so the gathers run in cache.
+_ZOOM_SLICE_VALUES = 2**17
+
+
+def zoom_blur(images, factors, device):
+    """functions.zoom_blur, for every device (the NumPy path runs it on the CPU): x in float32;
+    each clipped zoom as 4 bilinear taps per output pixel (kernels.zoom_taps), weighted and summed
+    in float64 in SciPy's order, rounded to float32 and added to a float32 sum one by one; then
+    (x + sum) / (len(factors) + 1) in float32."""
+    n, h, w, _ = images.shape
+    dev = torch.device(device)
+    ops = []
+    for z in factors:
+        key = (h, float(z), str(dev))
+        if key not in _ZOOM_TAPS:
+            taps, weights = zoom_taps(h, float(z))
+            identity = bool((weights[:, 0] == 1).all()) and np.array_equal(taps[:, 0], np.arange(h * w))
+            # None: the zoom is the identity (factor 1, and 1.01 at 32 px), exactly x in float32
+            _ZOOM_TAPS[key] = None if identity else (torch.from_numpy(taps.T.copy()).to(dev),
+                                                     torch.from_numpy(weights.T.copy()).unsqueeze(-1).to(dev))
+        ops.append(_ZOOM_TAPS[key])
+    x = div(to_device(images, dev).to(torch.float32), 255.0)
+    pixels = x.permute(1, 2, 0, 3).reshape(h * w, n * 3)  # (pixel, image x channel)
+    step = pixels.shape[1] if dev.type == "cuda" else max(1, _ZOOM_SLICE_VALUES // (h * w))
+    total = torch.empty_like(pixels)
+    for c0 in range(0, pixels.shape[1], step):
+        src = pixels[:, c0 : c0 + step].to(torch.float64)
+        acc = torch.zeros(src.shape, dtype=torch.float32, device=dev)
+        zoom, tap = torch.empty_like(src), torch.empty_like(src)
+        for op in ops:
+            if op is None:
+                acc += pixels[:, c0 : c0 + step]
+                continue
+            taps, weights = op
+            torch.index_select(src, 0, taps[0], out=zoom)
+            zoom.mul_(weights[0])
+            for k in range(1, 4):  # multiply, then add: no fused multiply-add, as SciPy
+                torch.index_select(src, 0, taps[k], out=tap)
+                zoom.add_(tap.mul_(weights[k]))
+            acc += zoom.to(torch.float32)  # round each zoom to float32 before adding (the reference's +=)
+        total[:, c0 : c0 + step] = acc
+    y = div(x + total.reshape(h, w, n, 3).permute(2, 0, 1, 3), len(factors) + 1)
+    return (y.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,17 +353,6 @@ def angles_from(rng, n, lo, hi, draws, device):
 def _finish_t(x: torch.Tensor) -> torch.Tensor:
     """_finish without leaving the device: clip, times 255, uint8 truncation."""
     return (x.clamp(0, 1) * 255).to(torch.uint8)
-
-
-def _uniform(draws, key, shape, g, device) -> torch.Tensor:
-    """Injected uniforms (float64) or fresh ones from the device generator."""
-    if draws is not None:
-        return torch.as_tensor(np.asarray(draws[key], dtype=np.float64)).to(device)
-    return torch.rand(shape, generator=g, device=device, dtype=torch.float64)
-
-
-def _maybe_gen(rng, draws, device):
-    return None if draws is not None else generator_for(rng, device)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,8 +388,6 @@ def _rgb_to_hsv(x: torch.Tensor):
     return h, s, v
 
 
-# sector -> (R, G, B) as indices into (v, m, p); m = q in odd sectors, t in even ones
-_HSV_PICK3 = ((0, 1, 2), (1, 0, 2), (2, 0, 1), (2, 1, 0), (1, 2, 0), (0, 2, 1))
 
 
 def _hsv_to_rgb_u8(h, s, v) -> torch.Tensor:
@@ -373,7 +401,7 @@ def _hsv_to_rgb_u8(h, s, v) -> torch.Tensor:
     odd = (sector % 2) == 1
     m = v * (1 - torch.where(odd, f, 1 - f) * s)
     planes = torch.stack([_finish_t(v), _finish_t(m), _finish_t(p)], dim=-1)
-    pick = torch.tensor(_HSV_PICK3, device=h.device)[sector]
+    pick = torch.tensor(HSV_PICK3, device=h.device)[sector]
     return torch.gather(planes, -1, pick)
 
 
@@ -390,8 +418,7 @@ def saturate(images, scale, offset, device):
 def _pil_box_pass(x: torch.Tensor, mat: np.ndarray, dim: int) -> torch.Tensor:
     """One Pillow BOX pass along `dim` of float64 (N, H, W, C) holding uint8 values: integer
     fixed-point arithmetic done exactly in float64 (all sums are integers below 2**53)."""
-    from .functions import _PIL_PRECISION_BITS as bits
-
+    bits = PIL_PRECISION_BITS
     m = torch.from_numpy(mat.astype(np.float64)).to(x.device)
     acc = torch.movedim(torch.movedim(x, dim, -1) @ m.T, -1, dim)
     acc = torch.floor((acc + (1 << (bits - 1))) / (1 << bits))
@@ -400,8 +427,6 @@ def _pil_box_pass(x: torch.Tensor, mat: np.ndarray, dim: int) -> torch.Tensor:
 
 def pixelate(images, small, device):
     """Pillow BOX resize to `small` and back (horizontal pass, then vertical, each rounded)."""
-    from .functions import pil_box_matrix
-
     x = to_device(images, device).to(torch.float64)
     size = x.shape[1]
     for a, b in ((size, small), (small, size)):
@@ -457,17 +482,8 @@ def frost(images, a, b, textures, rng, device, draws=None):
         _FROST_CACHE.clear()
         _FROST_CACHE[key] = stack
     tex, sizes = stack
-    if draws is not None:
-        index = torch.as_tensor(np.asarray(draws["index"])).to(device).long()
-        row = torch.as_tensor(np.asarray(draws["row"])).to(device).long()
-        col = torch.as_tensor(np.asarray(draws["col"])).to(device).long()
-    else:
-        g = generator_for(rng, device)
-        index = torch.randint(0, len(textures), (n,), generator=g, device=device)
-        # Quirk kept: offsets uniform in [0, size - crop), the last valid one excluded.
-        u = torch.rand((2, n), generator=g, device=device, dtype=torch.float64)
-        row = (u[0] * (sizes[index, 0] - h)).long()
-        col = (u[1] * (sizes[index, 1] - w)).long()
+    d = _drawn("frost", rng, draws, images, device, texture_shapes=[t.shape for t in textures])
+    index, row, col = (_on(d[k], device, torch.int64) for k in ("index", "row", "col"))
     ar_h = torch.arange(h, device=device)
     ar_w = torch.arange(w, device=device)
     crops = tex[
@@ -483,7 +499,7 @@ def frost(images, a, b, textures, rng, device, draws=None):
 _FROST_CACHE: dict = {}
 
 
-def plasma_fractal(n, mapsize, decay, uniforms, g, device) -> torch.Tensor:
+def plasma_fractal(n, mapsize, decay, uniforms, device) -> torch.Tensor:
     """functions.plasma_fractal in torch (same draws in the same order, same float operations)."""
     a = torch.zeros((n, mapsize, mapsize), dtype=torch.float64, device=device)
     step = mapsize
@@ -492,12 +508,7 @@ def plasma_fractal(n, mapsize, decay, uniforms, g, device) -> torch.Tensor:
 
     def wibbled_mean(sq):
         nonlocal draw_i
-        if uniforms is not None:
-            u = torch.as_tensor(np.asarray(uniforms[draw_i], dtype=np.float64)).to(
-                device
-            )
-        else:
-            u = torch.rand(sq.shape, generator=g, device=device, dtype=torch.float64)
+        u = _on(uniforms[draw_i], device, torch.float64)
         draw_i += 1
         return sq / 4 + wibble * (-wibble + (wibble - -wibble) * u)
 
@@ -525,9 +536,8 @@ def plasma_fractal(n, mapsize, decay, uniforms, g, device) -> torch.Tensor:
 
 def fog(images, c0, decay, mapsize, rng, device, draws=None):
     n, h, w, _ = images.shape
-    uniforms = draws["uniforms"] if draws is not None else None
-    g = None if uniforms is not None else generator_for(rng, device)
-    fmap = plasma_fractal(n, mapsize, decay, uniforms, g, device)
+    uniforms = _drawn("fog", rng, draws, images, device, mapsize=mapsize)["uniforms"]
+    fmap = plasma_fractal(n, mapsize, decay, uniforms, device)
     x = _unit(images, device)
     m = x.amax(dim=(1, 2, 3), keepdim=True)  # before the fog is added (quirk)
     x = x + c0 * fmap[:, :h, :w, None]
@@ -598,16 +608,10 @@ def rgb_to_gray_cv2_t(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torc
 def snow(images, params, rng, device, draws=None):
     """Snow (functions.snow) in torch: the layer's clipped zoom as two float64 matrix products,
     the ImageMagick motion blur of the uint8 layer, the float32 blend of the reference."""
-    from .functions import clipped_zoom_matrix
-
     loc, scale, zoom, thresh, radius, sigma, blend = params
     n, h, w, _ = images.shape
-    g = _maybe_gen(rng, draws, device)
-    if draws is not None:
-        z = torch.as_tensor(np.asarray(draws["z"], dtype=np.float64)).to(device)
-    else:
-        z = torch.randn((n, h, w), generator=g, device=device, dtype=torch.float64)
-    u = _uniform(draws, "u_angle", (n,), g, device)
+    d = _drawn("snow", rng, draws, images, device)
+    z, u = _on(d["z"], device, torch.float64), _on(d["u_angle"], device, torch.float64)
     layer = loc + scale * z
     b = torch.from_numpy(clipped_zoom_matrix(h, zoom)).to(device)
     layer = b @ layer @ b.T
@@ -755,17 +759,11 @@ def elastic_transform(
 ):
     """functions.elastic_transform in torch: OpenCV's affine warp (fixed-point coordinates),
     SciPy-ordered Gaussian smoothing of the displacement draws, bilinear resampling."""
-    from .functions import cv_affine_from_points
-
     n, h, w, _ = images.shape
-    g = _maybe_gen(rng, draws, device)
-    u_aff = _uniform(draws, "u_affine", (n, 3, 2), g, device)
+    d = _drawn("elastic_transform", rng, draws, images, device, displace=alpha != 0)
+    u_aff = _on(d["u_affine"], device, torch.float64)
     x = div(to_device(images, device).to(torch.float32), 255.0)
-    center = np.float32([h, w]) // 2
-    square = min(h, w) // 3
-    pts1 = np.float32(
-        [center + square, [center[0] + square, center[1] - square], center - square]
-    )
+    pts1 = elastic_source_points(h, w)
     pts1_t = torch.from_numpy(pts1).to(device)
     pts2 = pts1_t + (-amax + 2 * amax * u_aff).to(torch.float32)
     # the 6x6 solve per image is tiny: NumPy on the host, as the reference's getAffineTransform
@@ -775,8 +773,8 @@ def elastic_transform(
         alpha == 0
     ):  # zero displacement: the resampling is the identity (see functions.py)
         return _finish(x)
-    u_dx = _uniform(draws, "u_dx", (n, h, w), g, device)
-    u_dy = _uniform(draws, "u_dy", (n, h, w), g, device)
+    u_dx = _on(d["u_dx"], device, torch.float64)
+    u_dy = _on(d["u_dy"], device, torch.float64)
     dx = (_gauss_reflect_2d(-1 + 2 * u_dx, sigma) * alpha).to(torch.float32)
     dy = (_gauss_reflect_2d(-1 + 2 * u_dy, sigma) * alpha).to(torch.float32)
     rows = torch.arange(h, device=device)[None, :, None] + dy.to(torch.float64)
