@@ -9,6 +9,7 @@ without ImageMagick), `frost` (verified frost textures), `torch_backend` (device
 """
 
 from .build import build_c_set, build_imagenet_c_folder, is_complete
+from .cbar import CBAR_CORRUPTIONS, register as _register_cbar
 from .functions import (
     ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,
@@ -22,9 +23,12 @@ from .imagenet_p import build_imagenet_p_folder, read_video, write_video
 from .official import fetch_official_cifar_c
 from .perturbations import PERTURBATIONS, build_p_set, perturb
 
+_register_cbar(CORRUPTIONS)  # CIFAR-10-C-bar's ten, after the 19 of -C (cbar.py)
+
 __all__ = [
     "ALL_CORRUPTIONS",
     "BENCHMARK_CORRUPTIONS",
+    "CBAR_CORRUPTIONS",
     "CORRUPTIONS",
     "DEVICE_CORRUPTIONS",
     "EXTRA_CORRUPTIONS",
