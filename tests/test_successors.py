@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy import stats
 from torchvision.transforms import v2

@@ -9,7 +9,6 @@ input images: a JSD method makes two augmented views (plus the clean one) per im
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np

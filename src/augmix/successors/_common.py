@@ -109,7 +109,7 @@ def apply_by_op(
 
 def augmix_op_values(names: Sequence[str], op: torch.Tensor, level: torch.Tensor, negate: torch.Tensor,
                      size: int) -> torch.Tensor:  # fmt: skip
-    """Parameters of AugMix's ops (augmix.ops, REF `augmentations.py` scaling) for drawn op indices,
+    """Parameters of AugMix's ops (augmix.ops: google-research/augmix `augmentations.py` scaling) for drawn op indices,
     levels and signs, all shape alike; NaN where the op takes none."""
     value = torch.full_like(level, float("nan"), dtype=torch.float64)
     for i, name in enumerate(names):

@@ -162,7 +162,8 @@ def pixmix_batch(
                          f"{mixing_set.dtype} {tuple(mixing_set.shape)}")  # fmt: skip
     room = (mixing_set.shape[-2] - x.shape[-2], mixing_set.shape[-1] - x.shape[-1])
     if min(room) < 0:
-        raise ValueError(f"mixing pictures {tuple(mixing_set.shape[-2:])} are smaller than the images {tuple(x.shape[-2:])}")
+        raise ValueError(f"mixing pictures {tuple(mixing_set.shape[-2:])} are smaller than the images "
+                         f"{tuple(x.shape[-2:])}")
     if k < 0 or not beta > 0 or not 0.1 < aug_severity <= 10:
         raise ValueError(f"PixMix needs k >= 0, beta > 0, 0.1 < aug_severity <= 10; got {k}, {beta}, {aug_severity}")
     names = check_names(ops if ops is not None else O.op_names(all_ops), O.TENSOR_OPS, "AugMix")

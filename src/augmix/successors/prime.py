@@ -38,7 +38,7 @@ Here a shared draw comes from the batch's first key (so it depends on the batch 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -81,7 +81,8 @@ class PrimeConfig:
         if unknown or not self.transforms:
             raise KeyError(f"PRIME transforms must be a non-empty subset of {list(TRANSFORMS)}, got {self.transforms}")
         if not 1 <= self.diffeo_cut_min < self.diffeo_cut_max:
-            raise ValueError(f"need 1 <= diffeo_cut_min < diffeo_cut_max, got {self.diffeo_cut_min}, {self.diffeo_cut_max}")
+            raise ValueError(f"need 1 <= diffeo_cut_min < diffeo_cut_max, got "
+                             f"{self.diffeo_cut_min}, {self.diffeo_cut_max}")
         if self.color_cut < 1 or self.color_t < 0 or self.filter_sigma < 0:
             raise ValueError("PRIME needs color_cut >= 1, color_t >= 0 and filter_sigma >= 0")
         if self.filter_kernel_size < 1 or self.filter_kernel_size % 2 == 0:
@@ -131,15 +132,17 @@ def remap(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     xn = (xx - dx).clamp(0, w - 1)
     yn = (yy - dy).clamp(0, h - 1)
     xf, yf, xc, yc = xn.floor(), yn.floor(), xn.ceil(), yn.ceil()
-    xv, yv = (xn - xf)[:, None], (yn - yf)[:, None]
-    flat = x.reshape(rows, c, h * w)
+    xv, yv = (xn - xf)[..., None], (yn - yf)[..., None]  # (rows, H, W, 1)
+    # channels last, so each gathered index moves a pixel's C values together
+    flat = x.permute(0, 2, 3, 1).reshape(rows * h * w, c)
+    base = torch.arange(rows, device=x.device)[:, None, None] * (h * w)
 
     def at(yi, xi):
-        idx = (yi.long() * w + xi.long()).reshape(rows, 1, h * w).expand(rows, c, h * w)
-        return torch.gather(flat, 2, idx).reshape(rows, c, h, w)
+        return flat.index_select(0, (base + yi.long() * w + xi.long()).reshape(-1)).reshape(rows, h, w, c)
 
-    return ((1 - yv) * (1 - xv) * at(yf, xf) + (1 - yv) * xv * at(yf, xc)
-            + yv * (1 - xv) * at(yc, xf) + yv * xv * at(yc, xc))  # fmt: skip
+    out = ((1 - yv) * (1 - xv) * at(yf, xf) + (1 - yv) * xv * at(yf, xc)
+           + yv * (1 - xv) * at(yc, xf) + yv * xv * at(yc, xc))  # fmt: skip
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def diffeo_apply(x: torch.Tensor, fields: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
@@ -151,13 +154,17 @@ def diffeo_apply(x: torch.Tensor, fields: torch.Tensor, temperature: torch.Tenso
     return remap(x, fields[:, 0] * scale, fields[:, 1] * scale)
 
 
-def smooth_color_apply(x: torch.Tensor, coeff: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+COLOR_CHUNK_ELEMENTS = 1 << 18  # rows per pass of smooth_color_apply: about this many values
+
+
+def smooth_color_apply(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     """clamp(x + sum_k coeff[k - 1] sin(k pi x), 0, 1) per image and channel; coeff (rows, C, K)
     already scaled by sqrt(T) and zero beyond each row's cut.
 
-    sin(k pi x) by the recurrence s_k = 2 cos(pi x) s_{k-1} - s_{k-2} in float32 (the reference
-    evaluates sin(x k pi) in float32: both are within ~1e-4 of exact, far below a grey level);
-    rows are taken in chunks ordered by their highest nonzero k, each chunk stopping there."""
+    sin(k pi x) by the recurrence s_{k+1} = 2 cos(pi x) s_k - s_{k-1} in float32 (the reference
+    evaluates sin(x k pi) in float32: both are within ~1e-4 of exact, far below a grey level),
+    two passes per k: the buffers hold +-s_k and the signs are tracked in Python. Rows are taken
+    in cache-sized chunks ordered by their highest nonzero k, each chunk stopping there."""
     rows, c = x.shape[:2]
     out = torch.empty_like(x)
     if rows == 0:
@@ -166,21 +173,25 @@ def smooth_color_apply(x: torch.Tensor, coeff: torch.Tensor, chunk: int = 16) ->
     top = torch.where(used.any(1), coeff.shape[-1] - used.flip(1).int().argmax(1), 0)
     order = torch.argsort(top)
     top_sorted = top[order].tolist()
+    chunk = max(1, COLOR_CHUNK_ELEMENTS // x[0].numel())
     for start in range(0, rows, chunk):
         sel = order[start : start + chunk]
         kmax = top_sorted[min(start + chunk, rows) - 1]
         xs = x[sel].reshape(len(sel), c, -1)
         acc = xs.clone()
         if kmax > 0:
-            theta = xs * math.pi
-            s_prev, s_cur = torch.zeros_like(xs), torch.sin(theta)
-            twice_cos = 2.0 * torch.cos(theta)
             a = coeff[sel].float()
-            for k in range(kmax):
-                if k:
-                    s_prev = s_prev.neg_().addcmul_(twice_cos, s_cur)  # s_{k+1}, stored in s_prev
-                    s_prev, s_cur = s_cur, s_prev
-                acc.addcmul_(a[:, :, k, None], s_cur)
+            theta = xs * math.pi
+            twice_cos = 2.0 * torch.cos(theta)
+            prev, cur = torch.zeros_like(xs), torch.sin(theta)  # s_0, s_1
+            sign_prev, sign_cur = 1.0, 1.0  # prev holds sign_prev * s_{k-1}, cur sign_cur * s_k
+            acc.addcmul_(a[:, :, 0, None], cur)
+            for k in range(1, kmax):
+                # prev + v 2 cos cur with v = -sign_prev sign_cur is -sign_prev s_{k+1}
+                prev.addcmul_(twice_cos, cur, value=-sign_prev * sign_cur)
+                sign_new = -sign_prev
+                acc.addcmul_(a[:, :, k, None], prev, value=sign_new)
+                prev, cur, sign_prev, sign_cur = cur, prev, sign_cur, sign_new
         out[sel] = acc.clamp_(0, 1).reshape(len(sel), *x.shape[1:])
     return out
 
@@ -241,7 +252,8 @@ def diffeo_params(keys: R.SampleKeys, stream: str, cfg: PrimeConfig, n: int) -> 
 
 def color_params(keys: R.SampleKeys, stream: str, cfg: PrimeConfig) -> dict:
     """Color's per-call draws (RandomSmoothColor._sample_params): cut ~ U{1..cut}, T ~ U(0, T)."""
-    return {"cut": 1 + R.randint(keys, stream + "/cut", cfg.color_cut), "T": cfg.color_t * R.uniform(keys, stream + "/T")}
+    return {"cut": 1 + R.randint(keys, stream + "/cut", cfg.color_cut),
+            "T": cfg.color_t * R.uniform(keys, stream + "/T")}
 
 
 def filter_params(keys: R.SampleKeys, stream: str, cfg: PrimeConfig) -> dict:
@@ -347,5 +359,3 @@ def config_dict(cfg: PrimeConfig | None = None) -> dict:
     cfg = cfg or PrimeConfig()
     return {f: getattr(cfg, f) for f in PrimeConfig.__dataclass_fields__}
 
-
-__all__: Sequence[str] = ("PRIME_TRANSFORMS", "PrimeConfig", "prime_views", "prime_batch", "config_dict")

@@ -20,7 +20,7 @@ such operations.
 | contrast | contrast | removed | a blend towards the mean, as the corruption's (x - mean) c + mean |
 | color | saturate (the -C extras) | removed | a saturation change; REF marks it |
 | sharpness | defocus / gaussian blur (factor < 1 blurs) | removed | factor < 1 is a 3x3 blur; REF marks it |
-| autocontrast | contrast (weakly) | kept | google-research/augmix issue #22: PIL's autocontrast "is not statistically similar to contrast reduction"; in AugMix's set |
+| autocontrast | contrast (weakly) | kept | in AugMix's set; REF issue #22: "AutoContrast in PIL is not statistically similar to contrast reduction" |
 | equalize, posterize, solarize | none (posterize is not JPEG or pixelate) | kept | in AugMix's set |
 | rotate, shear_x/y, translate_x/y | none (elastic_transform is a local warp) | kept | in AugMix's set |
 | identity | none | kept | no-op |
