@@ -500,3 +500,20 @@ def test_fractals_are_seeded_procedural_pictures():
     assert (lit >= fractals.MIN_COVER).mean() >= 0.9 and (lit < 0.95).all()  # shapes, not floods
     assert len({p.tobytes() for p in pics}) == 12
     assert "NOT the PixMix paper's mixing set" in fractals.generate_fractals.__doc__
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_prime_and_pixmix_cuda_match_cpu():
+    """Same keys, same draws: CUDA equals CPU up to float32 rounding of the transcendental and
+    matmul kernels (PRIME) and pow (PixMix); shapes and ranges alike."""
+    x = smooth_batch(32, seed=12)
+    k = keys(32, seed=13)
+    for shared in (True, False):
+        cpu = prime.prime_views(x, k, jsd=True, shared_draws=shared)
+        gpu = prime.prime_views(x.cuda(), k.to("cuda"), jsd=True, shared_draws=shared).cpu()
+        assert (cpu - gpu).abs().max() < 1e-3
+    mixing_set = noise_batch(5, 36, 36, seed=14)
+    cpu = pixmix.pixmix_batch(x, k, mixing_set)
+    gpu = pixmix.pixmix_batch(x.cuda(), k.to("cuda"), mixing_set.cuda()).cpu()
+    assert (cpu - gpu).abs().max() < 1e-4
