@@ -508,3 +508,17 @@ def test_build_c_set_layout_and_seeding(tmp_path):
     build_c_set(x, y, tmp_path / "c", names=["ripple"], severities=(1, 3, 5), seed=8)
     assert not np.array_equal(np.load(tmp_path / "c" / "ripple.npy"), np.load(out / "ripple.npy"))
     assert info["n_images"] == 12
+
+
+def test_per_image_keys_make_draws_batch_independent():
+    """With per-image keys (what the keyed builder passes), an image's output does not depend on
+    the batch it is corrupted in."""
+    draws_mod = pytest.importorskip("augmix.corruptions.draws")
+    if not hasattr(draws_mod, "corruption_keys"):
+        pytest.skip("corruptions.draws has no per-image keys")
+    x = np.stack(list(synthetic_images(10, seed=4)))
+    for name in C.CBAR_DRAWS:
+        whole = C.CBAR_CORRUPTIONS[name](x, 4, draws_mod.corruption_keys(7, name, 4, range(10)))
+        head = C.CBAR_CORRUPTIONS[name](x[:3], 4, draws_mod.corruption_keys(7, name, 4, range(3)))
+        tail = C.CBAR_CORRUPTIONS[name](x[3:], 4, draws_mod.corruption_keys(7, name, 4, range(3, 10)))
+        assert np.array_equal(whole, np.concatenate([head, tail])), name
