@@ -131,13 +131,13 @@ def pixmix_apply(x: torch.Tensor, copies: torch.Tensor, pictures: torch.Tensor, 
     per = (-1, 1, 1, 1)
     for r in range(d.a.shape[1]):
         active = d.rounds > r
-        if not active.any():
-            break
-        partner = torch.where(d.partner_aug[:, r, None, None, None], aug[:, r + 1], pic)
-        a, b = d.a[:, r].reshape(per), d.b[:, r].reshape(per)
-        out = torch.where((d.mixing[:, r] == 0).reshape(per), mix_add(mixed, partner, a, b),
-                          mix_multiply(mixed, partner, a, b))  # fmt: skip
-        mixed = torch.where(active.reshape(per), torch.clip(out, 0, 1), mixed)
+        for m, mixing in enumerate((mix_add, mix_multiply)):
+            rows = (active & (d.mixing[:, r] == m)).nonzero().flatten()  # each image's own op only
+            if len(rows) == 0:
+                continue
+            partner = torch.where(d.partner_aug[rows, r].reshape(per), aug[rows, r + 1], pic[rows])
+            out = mixing(mixed[rows], partner, d.a[rows, r].reshape(per), d.b[rows, r].reshape(per))
+            mixed[rows] = torch.clip(out, 0, 1)
     return mixed
 
 
