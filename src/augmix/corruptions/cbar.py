@@ -17,8 +17,10 @@ generator, and most also draw a `seed` there for a per-image `RandomState` that 
 variates (phases, grid, ray lengths, line positions). `make_cifar10_c_bar.py` parses `--seed` but
 never uses it, and images are made in DataLoader workers: the released generator has no canonical
 seed (its bytes depend on the PyTorch version's worker seeding and the worker count). Here every
-variate comes from the cell generator `build.build_c_set` passes in. Deterministic:
-circular_motion_blur.
+variate comes from the `rng` the builder passes: per-image keys (`augmix.rng.SampleKeys`, read
+through `corruptions.draws`), so an image's output depends only on (seed, name, severity, index),
+or a NumPy Generator (variates in call order). `CBAR_DRAWS` lists each corruption's variates.
+Deterministic: circular_motion_blur.
 
 The authors ran NumPy 1.19 (`imagenet_c_bar/requirements.txt`); where its value-based casting kept
 float32 arithmetic that NumPy 2 would do in float64 (pinch_and_twirl, circular_motion_blur) the
@@ -80,8 +82,8 @@ def _fp(level: float, maxval: float) -> float:
 
 
 def _sq(x):
-    """x**2 as the reference's NumPy scalars compute it (libm pow). Vectorised code uses x * x,
-    which can differ in the last bit; the uint8 outputs agree (tests)."""
+    """x * x. The reference squares NumPy scalars with ** (libm pow), which can differ from x * x
+    in the last bit; the uint8 outputs agree (tests/test_corruptions_cbar.py)."""
     return x * x
 
 
@@ -241,7 +243,9 @@ def _ray_factor(dy, dx, rays, lengths, exponent):
     (row, col); rays (N, 1) ray counts; lengths (N, R) ray lengths. The angle
     (atan2(dx, dy) + pi) / 2pi * rays picks two neighbouring rays, whose lengths are interpolated;
     g = (length^2 / (dist^2 + 1e-4)) ** exponent; f = clip((1 - (frac - 1/2)^2) * g, 0, 1)."""
-    dist = np.sqrt(dy * dy + dx * dx)  # np.linalg.norm((dy, dx)); see test_corruptions_cbar on FMA
+    # the reference's np.linalg.norm((dy, dx)) is a BLAS dot, which may fuse the multiply-add on
+    # some machines; the unfused form (equal outputs in the tests)
+    dist = np.sqrt(dy * dy + dx * dx)
     d = (np.arctan2(dx, dy) + np.pi) / (2 * np.pi) * rays
     i = d.astype(np.int64)
     f = d - i
