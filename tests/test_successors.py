@@ -15,6 +15,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 
 from augmix import rng as R
+from augmix.errors import ConfigError
 from augmix.successors import fractals, pixmix, prime, randaugment as RA, tvops
 from augmix.successors._common import beta_ab, normal
 
@@ -401,7 +402,7 @@ def test_prime_rejects_bad_config():
         prime.prime_views(x, keys(2), jsd=False, transforms=("blur",))
     with pytest.raises(ValueError):
         prime.prime_views(x, keys(2), jsd=False, depth=4)
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="no_such_knob"):
         prime.prime_views(x, keys(2), jsd=False, no_such_knob=1)
 
 

@@ -37,6 +37,7 @@ import torch
 
 from augmix import ops as O
 from augmix import rng as R
+from augmix.errors import ConfigError
 from augmix.successors import tvops
 from augmix.successors._common import apply_by_op, augmix_op_values, check_names, check_uint8_batch
 from augmix.successors.randaugment import PolicyDraws, apply_policy
@@ -123,7 +124,7 @@ def star_policy(policy: str = "cifar10", removed: Sequence[str] = AUTOAUGMENT_ST
     if drop == "subpolicy":
         kept = tuple(sp for sp in subs if not any(o in removed for o, _, _ in sp))
         if not kept:
-            raise ValueError(f"removing {sorted(removed)} leaves no sub-policy of {policy!r}")
+            raise ConfigError(f"removing {sorted(removed)} leaves no sub-policy of {policy!r}")
         return kept
     raise KeyError(f"unknown drop mode {drop!r}; choose 'op' or 'subpolicy'")
 
@@ -195,11 +196,11 @@ def random_autoaugment_star_batch(
     selects an independent draw for the same keys. [unconfirmed] reading: module docstring."""
     keys = check_uint8_batch(x, keys)
     if depth == 0 or depth < -1:
-        raise ValueError(f"depth must be -1 (random 1..3) or >= 1, got {depth}")
+        raise ConfigError(f"depth must be -1 (random 1..3) or >= 1, got {depth}")
     stream = f"random_autoaugment_star/v{view}"
     if space == "augmix":
         if not 0.1 < severity <= 10:
-            raise ValueError(f"severity must lie in (0.1, 10], got {severity}")
+            raise ConfigError(f"severity must lie in (0.1, 10], got {severity}")
         names = check_names(ops if ops is not None else O.op_names(False), O.TENSOR_OPS, "AugMix")
         d = _chain_draws(keys, stream, depth, len(names))
         level = 0.1 + (severity - 0.1) * d["u"]

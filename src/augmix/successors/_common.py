@@ -10,6 +10,7 @@ import torch
 
 from augmix import ops as O
 from augmix import rng as R
+from augmix.errors import ConfigError
 
 
 def check_uint8_batch(x: torch.Tensor, keys: R.SampleKeys, square: bool = False) -> R.SampleKeys:
@@ -26,7 +27,7 @@ def check_uint8_batch(x: torch.Tensor, keys: R.SampleKeys, square: bool = False)
 def check_names(names: Sequence[str], known: Mapping[str, object], what: str) -> tuple[str, ...]:
     names = tuple(names)
     if not names:
-        raise ValueError(f"{what}: the op set is empty")
+        raise ConfigError(f"{what}: the op set is empty")
     for n in names:
         if n not in known:
             raise KeyError(f"unknown {what} op {n!r}; known: {sorted(known)}")

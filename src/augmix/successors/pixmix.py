@@ -35,6 +35,7 @@ import torch
 
 from augmix import ops as O
 from augmix import rng as R
+from augmix.errors import ConfigError
 from augmix.successors._common import apply_by_op, augmix_op_values, beta_ab, check_names, check_uint8_batch
 
 MIXINGS: tuple[str, ...] = ("add", "multiply")  # pixmix_utils.mixings
@@ -165,7 +166,7 @@ def pixmix_batch(
         raise ValueError(f"mixing pictures {tuple(mixing_set.shape[-2:])} are smaller than the images "
                          f"{tuple(x.shape[-2:])}")
     if k < 0 or not beta > 0 or not 0.1 < aug_severity <= 10:
-        raise ValueError(f"PixMix needs k >= 0, beta > 0, 0.1 < aug_severity <= 10; got {k}, {beta}, {aug_severity}")
+        raise ConfigError(f"PixMix needs k >= 0, beta > 0, 0.1 < aug_severity <= 10; got {k}, {beta}, {aug_severity}")
     names = check_names(ops if ops is not None else O.op_names(all_ops), O.TENSOR_OPS, "AugMix")
     d = pixmix_draws(keys, k=k, beta=beta, severity=aug_severity, n_ops=len(names),
                      n_pictures=len(mixing_set), crop_room=room)  # fmt: skip

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from augmix import rng as R
+from augmix.errors import ConfigError
 from augmix.successors._common import beta_ab, check_uint8_batch, normal
 
 PRIME_TRANSFORMS: tuple[str, ...] = ("diffeo", "color", "filter")  # train.py's module order
@@ -74,19 +75,19 @@ class PrimeConfig:
 
     def check(self) -> None:
         if self.width < 1 or self.max_depth < 1:
-            raise ValueError(f"PRIME needs width >= 1 and max_depth >= 1, got {self.width}, {self.max_depth}")
+            raise ConfigError(f"PRIME needs width >= 1 and max_depth >= 1, got {self.width}, {self.max_depth}")
         if self.depth == 0 or self.depth < -1 or self.depth > self.max_depth:
-            raise ValueError(f"PRIME depth must be -1 or in 1..max_depth={self.max_depth}, got {self.depth}")
+            raise ConfigError(f"PRIME depth must be -1 or in 1..max_depth={self.max_depth}, got {self.depth}")
         unknown = [t for t in self.transforms if t not in TRANSFORMS]
         if unknown or not self.transforms:
             raise KeyError(f"PRIME transforms must be a non-empty subset of {list(TRANSFORMS)}, got {self.transforms}")
         if not 1 <= self.diffeo_cut_min < self.diffeo_cut_max:
-            raise ValueError(f"need 1 <= diffeo_cut_min < diffeo_cut_max, got "
+            raise ConfigError(f"need 1 <= diffeo_cut_min < diffeo_cut_max, got "
                              f"{self.diffeo_cut_min}, {self.diffeo_cut_max}")
         if self.color_cut < 1 or self.color_t < 0 or self.filter_sigma < 0:
-            raise ValueError("PRIME needs color_cut >= 1, color_t >= 0 and filter_sigma >= 0")
+            raise ConfigError("PRIME needs color_cut >= 1, color_t >= 0 and filter_sigma >= 0")
         if self.filter_kernel_size < 1 or self.filter_kernel_size % 2 == 0:
-            raise ValueError(f"filter_kernel_size must be odd ('same' padding), got {self.filter_kernel_size}")
+            raise ConfigError(f"filter_kernel_size must be odd ('same' padding), got {self.filter_kernel_size}")
 
 
 # ----------------------------------------------------------------------------- the primitives
@@ -342,6 +343,9 @@ def prime_views(x: torch.Tensor, keys: R.SampleKeys, *, jsd: bool, **params) -> 
     `augmix.no_jsd = False`); jsd=False: float32 (B, 3, H, W) = [aug]. `params`: the fields of
     PrimeConfig (defaults: the CIFAR configs)."""
     keys = check_uint8_batch(x, keys, square=True)
+    unknown = sorted(set(params) - set(PrimeConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown PRIME parameter(s) {unknown}; known: {sorted(PrimeConfig.__dataclass_fields__)}")
     cfg = PrimeConfig(**params)
     cfg.check()
     xf = x.float().div_(255.0)

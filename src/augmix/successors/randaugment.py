@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from augmix import rng as R
+from augmix.errors import ConfigError
 from augmix.successors import tvops
 from augmix.successors._common import apply_by_op, check_names, check_uint8_batch
 
@@ -83,7 +84,7 @@ def apply_policy(x: torch.Tensor, draws: PolicyDraws, names: Sequence[str], *, s
 
 def _check_bins(num_bins: int) -> None:
     if num_bins < 2:
-        raise ValueError(f"num_bins must be >= 2, got {num_bins}")
+        raise ConfigError(f"num_bins must be >= 2, got {num_bins}")
 
 
 def randaugment_draws(keys: R.SampleKeys, *, num_ops: int, magnitude: int, num_bins: int,
@@ -115,7 +116,7 @@ def randaugment_batch(
     names = check_names(ops, tvops.SPACES["randaugment"], "RandAugment")
     _check_bins(num_bins)
     if num_ops < 0 or not 0 <= magnitude < num_bins:
-        raise ValueError(f"need num_ops >= 0 and 0 <= magnitude < num_bins, got {num_ops}, {magnitude}, {num_bins}")
+        raise ConfigError(f"need num_ops >= 0 and 0 <= magnitude < num_bins, got {num_ops}, {magnitude}, {num_bins}")
     draws = randaugment_draws(keys, num_ops=num_ops, magnitude=magnitude, num_bins=num_bins, n_ops=len(names))
     return apply_policy(x, draws, names, space="randaugment", num_bins=num_bins, fill=fill)
 

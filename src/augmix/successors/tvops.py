@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from augmix import ops as O
+from augmix.errors import ConfigError
 
 Fill = int | Sequence[int]
 
@@ -183,7 +184,7 @@ def _fill_tensor(fill: Fill, device) -> torch.Tensor:
     if len(vals) == 1:
         vals = vals * 3
     if len(vals) != 3 or any(not 0 <= int(v) <= 255 for v in vals):
-        raise ValueError(f"fill must be an int or 3 ints in 0..255, got {fill!r}")
+        raise ConfigError(f"fill must be an int or 3 ints in 0..255, got {fill!r}")
     return torch.tensor([int(v) for v in vals], dtype=torch.uint8, device=device)
 
 
