@@ -458,6 +458,13 @@ def test_draw_shapes_and_ranges():
     assert draws_for("lines", 3, seed=5, severity=5)["lines"].shape == (3, 8, 3)
 
 
+def test_empty_batch():
+    x = np.zeros((0, S, S, 3), np.uint8)
+    for name, fn in C.CBAR_CORRUPTIONS.items():
+        y = fn(x, 5, np.random.default_rng(0))
+        assert y.shape == x.shape and y.dtype == np.uint8, name
+
+
 def test_generator_draws_are_reproducible(imgs):
     for name in C.CBAR_DRAWS:
         a = C.CBAR_CORRUPTIONS[name](imgs, 3, np.random.default_rng(8))

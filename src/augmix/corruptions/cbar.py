@@ -480,8 +480,8 @@ def ripple(images, severity, rng=None, *, table="cifar", draws=None):
     # rows vary along axis 1, cols along axis 2; each axis warps by its own wave
     rows = pos[None, :] + amp * np.sin(2 * np.pi * pos[None, :] / wl[:, :1] + ph[:, :1])
     cols = pos[None, :] + amp * np.sin(2 * np.pi * pos[None, :] / wl[:, 1:] + ph[:, 1:])
-    r = np.broadcast_to(rows[:, :, None], (n, s, s)).reshape(n, -1)
-    c = np.broadcast_to(cols[:, None, :], (n, s, s)).reshape(n, -1)
+    r = np.broadcast_to(rows[:, :, None], (n, s, s)).reshape(n, s * s)
+    c = np.broadcast_to(cols[:, None, :], (n, s, s)).reshape(n, s * s)
     out = _bilinear64(images, r, c).reshape(images.shape)
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -600,7 +600,7 @@ def _spline_sum(columns, size, rows_idx, rows_w, cols_idx, cols_w):
 
 
 def _as_columns(planes: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(planes.reshape(planes.shape[0], -1).T, dtype=np.float64)
+    return np.ascontiguousarray(planes.reshape(planes.shape[0], planes.shape[1] * planes.shape[2]).T, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=64)
