@@ -299,6 +299,9 @@ def test_prime_diffeo_matches_its_definition_on_injected_draws():
         scale = math.sqrt(float(temp[i])) * n
         ref = _remap_by_definition(x[i].double().numpy(), scale * u, scale * v)
         assert np.abs(out[i].numpy() - ref).max() < 1e-4  # float32 fields versus float64
+    # one field shared by all rows (the reference's per-call field) equals it given per row
+    shared = prime.diffeo_apply(x, fields[:1], temp[:1])
+    assert torch.equal(shared, prime.diffeo_apply(x, fields[:1].expand(3, -1, -1, -1), temp[:1].expand(3)))
     # zero temperature: no displacement, the image comes back bit for bit
     assert torch.equal(prime.diffeo_apply(x, fields, torch.zeros(3)), x)
     # temperature_range as utils/diffeomorphism.py states it (cut + 1e-6 inside the logs)
