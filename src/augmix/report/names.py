@@ -1,6 +1,6 @@
 """Which names exist and in what order come from the code's own tables; this module only adds titles.
 
-Architectures: ``augmix.models.ARCHS``; methods: the method table of ``augmix.training_methods``; both in
+Architectures: ``augmix.models.ARCHS``; methods: ``augmix.training_methods.METHODS``; both in
 their table order (the paper's order). A name the tables do not hold (an older run, a published
 reference model) sorts after them, alphabetically. Titles are looked up by name and default to the
 name itself, so a new architecture or method shows up without touching this file.
@@ -69,11 +69,9 @@ def arch_names() -> tuple[str, ...]:
 
 @cache
 def method_names() -> tuple[str, ...]:
-    from augmix import training_methods
+    from augmix.training_methods import METHODS
 
-    # The method table: all_methods() where it exists, else the module's METHODS table.
-    table = getattr(training_methods, "all_methods", None)
-    return tuple(table() if table is not None else training_methods.METHODS)
+    return tuple(METHODS)
 
 
 def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
