@@ -564,7 +564,8 @@ def summarize(
     ({"confidence", "correct"} of the clean set) to give the clean RMS calibration in both modes.
 
     Headline numbers (corruption_error, rms_calib_c, brier_c, mce, relative_mce) use the 15
-    benchmark corruptions only; the held-out extras are reported per corruption (corruptions.md §0).
+    benchmark corruptions only; the held-out extras (speckle noise, gaussian blur, spatter, saturate:
+    validation corruptions in Hendrycks & Dietterich 2019) are reported per corruption only.
     One completeness rule for all of them (``c_complete``): all 15 at severities 1..5. The mCE needs
     every benchmark corruption present at all five severities (AlexNet's errors are per severity),
     and is absent otherwise. This function is the only place these rules live: evaluate's

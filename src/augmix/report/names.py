@@ -26,7 +26,7 @@ ARCH_TITLES = {
     "resnet18": "ResNet-18",
     "resnet50": "ResNet-50",
 }
-# The paper's row names; the AutoAugment* asterisk's meaning is open (paper_numbers.md, U).
+# The paper's row names (Tables 1 and 4); what its AutoAugment* asterisk means is unconfirmed.
 METHOD_TITLES = {
     "standard": "Standard",
     "cutout": "Cutout",
