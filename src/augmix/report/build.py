@@ -14,7 +14,7 @@ from augmix.report.published import PUBLISHED_CSV, load_published, select_publis
 from augmix.report.reading import Results, collect_results
 from augmix.report.tables import CELL_COLUMNS, build_tables, judged_cells
 
-# Paper-scale training (google-research/augmix cifar.py defaults and README: 100 epochs WRN-40-2 /
+# Paper-scale training (the paper's CIFAR recipe, google-research/augmix cifar.py default 100 epochs; WRN-40-2 /
 # AllConvNet, 200 ResNeXt / DenseNet; full training sets). Used only to label a run as reduced
 # scale in the report header.
 PAPER_TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
