@@ -11,7 +11,7 @@ from augmix.cli import build_parser, main
 
 from conftest import REPO, SMOKE_PARAMS
 
-STAGES = ["download", "corrupt", "train", "evaluate", "report", "repro", "demo", "check", "bench"]
+STAGES = ["download", "corrupt", "train", "evaluate", "report", "repro", "demo", "check", "schema", "bench"]
 
 
 def test_console_script_help_lists_every_stage():
@@ -36,9 +36,12 @@ def test_cell_flags_are_required(capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["train", "--dataset", "digits", "--arch", "vgg", "--method", "standard"], "--arch: unknown name 'vgg'"),
-    (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"], "--method: unknown name 'augmax'"),
-    (["download", "--dataset", "mnist"], "--dataset: unknown name 'mnist'"),
+    (["train", "--dataset", "digits", "--arch", "vgg", "--method", "standard"], "--arch: unknown architecture 'vgg'"),
+    (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"], "--method: unknown method 'augmax'"),
+    (["train", "--dataset", "digits", "--arch", "resnet50", "--method", "standard"], "add archs.resnet50"),
+    (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "standard"],
+     "run `augmix download --dataset digits` first"),
+    (["download", "--dataset", "mnist"], "--dataset: no dataset 'mnist' in datasets"),
     (["check", "--params", "nope.yaml"], "params file nope.yaml not found"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_line(argv, needle, capsys, tmp_path, monkeypatch):
@@ -52,11 +55,11 @@ def test_bad_arguments_exit_2_with_one_clear_line(argv, needle, capsys, tmp_path
 
 def test_bad_params_stop_before_any_work(tmp_path, monkeypatch, capsys):
     raw = yaml.safe_load(SMOKE_PARAMS.read_text())
-    raw["augmix"]["width"] = 0
+    raw["methods"]["augmix"]["width"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     assert main(["download", "--dataset", "digits"]) == 2
-    assert "augmix.width: 0 is below the minimum 1" in capsys.readouterr().err
+    assert "methods.augmix.width: input should be greater than or equal to 1, got 0" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
 
 
@@ -70,4 +73,23 @@ def test_evaluate_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(SMOKE_PARAMS.read_text())
     assert main(["evaluate", "--dataset", "digits", "--arch", "wrn16_1", "--method", "standard"]) == 2
-    assert "augmix train --dataset digits --arch wrn16_1 --method standard" in capsys.readouterr().err
+    assert "augmix train --dataset digits --arch wrn16_1 --method standard --seed 1" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only the project's user errors become one line; anything else is a bug and shows where it is."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(SMOKE_PARAMS.read_text())
+    (tmp_path / "data" / "raw" / "digits").mkdir(parents=True)
+    (tmp_path / "data" / "raw" / "digits" / "imagenet.json").write_text("{")  # not a user input at all
+    result = subprocess.run(["augmix", "corrupt", "--dataset", "digits"], capture_output=True, text=True,
+                            env={**__import__("os").environ, "AUGMIX_PROJECT_ROOT": str(tmp_path)})
+    assert result.returncode != 0
+    assert "augmix: error:" in result.stderr or "Traceback" in result.stderr
+
+
+def test_schema_command_prints_the_committed_schema(capsys):
+    import json
+
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((REPO / "workflow/schemas/params.schema.json").read_text())

@@ -1,36 +1,48 @@
-"""DVC and Snakemake describe the same DAG: same commands, same outputs, inputs and params sections."""
+"""DVC and Snakemake describe the same DAG, and each job declares exactly what it reads: the params
+keys of augmix.jobs and the package files its command imports (augmix.codedeps)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 
-from augmix import config, pipeline
+from augmix import codedeps, config, jobs, pipeline
 
 from conftest import REPO, SMOKE_PARAMS
+
+STAGE_OF = {"train_ablation": "train", "evaluate_ablation": "evaluate", "imagenet_download": "download",
+            "imagenet_corrupt": "corrupt", "imagenet_train": "train", "imagenet_evaluate": "evaluate"}
 
 
 def _with_imagenet(tmp: Path) -> Path:
     """The paper params with the ImageNet jobs switched on (the folder is not read by a plan)."""
-    import yaml
-
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["imagenet"].update(datasets=["imagenet"], nproc=8)
-    raw["data"]["imagenet_dir"] = "/datasets/imagenet"
+    raw["datasets"]["imagenet"]["dir"] = "/datasets/imagenet"
+    raw["grid"]["seeds"] = [1, 2]
     path = tmp / "params.imagenet.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
 
-@pytest.fixture(scope="module", params=["smoke", "paper", "paper+imagenet"])
+@pytest.fixture(scope="module", params=["smoke", "paper", "paper+imagenet+seeds"])
 def workdir(request, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp(request.param.replace("+", "_"))
     params = {"smoke": lambda: SMOKE_PARAMS, "paper": lambda: REPO / "params.yaml",
-              "paper+imagenet": lambda: _with_imagenet(tmp)}[request.param]()
+              "paper+imagenet+seeds": lambda: _with_imagenet(tmp)}[request.param]()
     return pipeline.prepare_workdir(REPO, tmp / "wd", params)
+
+
+def _job(cmd: str) -> jobs.Job:
+    parts = cmd.split()
+    args = dict(zip(parts[2::2], parts[3::2]))
+    return jobs.Job(parts[1], args.get("--dataset", ""), args.get("--arch", ""), args.get("--method", ""),
+                    int(args["--seed"]) if "--seed" in args else None)
 
 
 def dvc_plan(wd: Path) -> dict[str, dict]:
@@ -43,7 +55,7 @@ def dvc_plan(wd: Path) -> dict[str, dict]:
             plan[stage.cmd] = {
                 "inputs": {d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)},
                 "outputs": {o.def_path for o in stage.outs},
-                "sections": {p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params},
+                "keys": [p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params],
                 "name": stage.name.split("@")[0],
             }
     return plan
@@ -57,24 +69,18 @@ def dvc_dry_commands(wd: Path) -> set[str]:
 def snakemake_plan(wd: Path) -> dict[str, dict]:
     out = subprocess.run(["snakemake", "--dry-run", "--printshellcmds", "--forceall", "--cores", "1"],
                          cwd=wd, capture_output=True, text=True, check=True).stdout
-    rule_sections = {  # `rule name:` and `use rule base as name with:` blocks
-        m.group(1): set(re.findall(r'"(\w+)"', m.group(2)))
-        for path in (wd / "workflow" / "rules").glob("*.smk")
-        for m in re.finditer(r"^(?:use )?rule (?:\w+ as )?(\w+)(?: with)?:.*?sections=sections\(([^)]*)\)",
-                             path.read_text(), re.S | re.M)
-    }
     plan = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         rule = re.search(r"^(?:localrule|rule) (\w+):", block, re.M)
         cmd = re.search(r"^Shell command: (.+)$", block, re.M)
         if not rule or not cmd or cmd.group(1).strip() == "None":
             continue
+
         def field(name: str) -> set[str]:
             found = re.search(rf"^\s+{name}: (.+)$", block, re.M)
             return {s.strip() for s in found.group(1).split(",")} if found else set()
 
-        plan[cmd.group(1).strip()] = {"inputs": field("input"), "outputs": field("output"),
-                                      "sections": rule_sections[rule.group(1)], "name": rule.group(1)}
+        plan[cmd.group(1).strip()] = {"inputs": field("input"), "outputs": field("output"), "name": rule.group(1)}
     return plan
 
 
@@ -90,30 +96,55 @@ def test_dvc_and_snakemake_plan_the_same_jobs(workdir):
     for cmd in dvc:
         d, s = dvc[cmd], smk[cmd]
         assert cmd.startswith("augmix "), cmd
-        assert d["name"] == s["name"], cmd
+        assert STAGE_OF.get(d["name"], d["name"]) == STAGE_OF.get(s["name"], s["name"]), cmd
         assert d["outputs"] == s["outputs"], cmd
         assert not _covered(s["inputs"], d["inputs"]) and not _covered(d["inputs"], s["inputs"] | {"results"}), cmd
-        assert d["sections"] == s["sections"], cmd
 
 
-def test_every_listed_params_section_exists(workdir):
-    fields = set(config.Params.__dataclass_fields__)
-    for job in dvc_plan(workdir).values():
-        assert job["sections"] <= fields, job
+def test_each_dvc_job_declares_exactly_the_keys_of_the_job_table(workdir):
+    params = config.load(workdir / "params.yaml")
+    for cmd, job in dvc_plan(workdir).items():
+        expected = jobs.keys(_job(cmd), params)
+        assert sorted(job["keys"]) == sorted(expected), cmd
+        tree = config.to_dict(params)
+        for key in expected:
+            config.get(tree, key)  # every declared key exists in the file
 
 
-def test_grid_expands_to_every_cell(workdir):
+def test_snakemake_rules_take_their_params_from_the_job_table():
+    """Every Snakemake rule's params are `job_params(<its stage>)`: augmix.jobs.values of its wildcards."""
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = path.read_text()
+        for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)+)", text, re.M):
+            assert f'job=job_params("{STAGE_OF.get(rule, rule)}")' in body, f"{path.name}: rule {rule}"
+
+
+def test_each_stage_depends_on_exactly_its_import_closure(workdir):
+    """dvc.yaml lists, per job, the package files its command imports (transitively) and no others."""
+    for cmd, job in dvc_plan(workdir).items():
+        stage = _job(cmd).stage
+        code = {p for p in job["inputs"] if p.startswith("src/augmix/") and p.endswith(".py")}
+        assert code == set(codedeps.stage_files(stage)), cmd
+
+
+def test_dvc_yaml_is_what_the_writer_renders():
+    rc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/write_dvc_yaml.py"), "--check"]).returncode
+    assert rc == 0, "dvc.yaml is stale: run python workflow/scripts/write_dvc_yaml.py"
+
+
+def test_grid_expands_to_every_cell_and_seed(workdir):
     p = config.load(workdir / "params.yaml")
-    plan = dvc_plan(workdir)
-    cmds = set(plan)
-    n_imagenet = len(p.imagenet.datasets) * len(p.imagenet.archs) * len(p.imagenet.methods)
-    n_cells = len(p.grid.datasets) * len(p.grid.archs) * len(p.grid.methods) + n_imagenet
+    cmds = set(dvc_plan(workdir))
+    n_imagenet = len(p.imagenet.datasets) * len(p.imagenet.archs) * len(p.imagenet.methods) * len(p.imagenet.seeds)
+    n_grid = len(p.grid.datasets) * len(p.grid.archs) * len(p.grid.methods) * len(p.grid.seeds)
+    n_ablation = len(p.ablation.datasets) * len(p.ablation.archs) * len(p.ablation.methods) * len(p.grid.seeds)
+    n_cells = n_grid + n_ablation + n_imagenet
     assert sum(c.startswith("augmix train ") for c in cmds) == n_cells
     assert sum(c.startswith("augmix evaluate ") for c in cmds) == n_cells
     assert sum(c.startswith("augmix corrupt ") for c in cmds) == len(p.grid.datasets) + len(p.imagenet.datasets)
-    # ImageNet cells run under the imagenet_* stages, which read the imagenet section.
-    imagenet_jobs = {c: job for c, job in plan.items() if "--dataset imagenet" in c}
-    assert len(imagenet_jobs) == 2 * n_imagenet + 2 * len(p.imagenet.datasets)
-    for cmd, job in imagenet_jobs.items():
-        assert job["name"].startswith("imagenet_"), cmd
-        assert "imagenet" in job["sections"] or cmd.startswith("augmix download"), cmd
+    for seed in p.grid.seeds:
+        assert any(c.endswith(f"--seed {seed}") for c in cmds)
+
+
+def test_no_import_cycles_in_the_package():
+    assert codedeps.cycles() == []

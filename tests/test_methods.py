@@ -7,14 +7,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from augmix import config
 from augmix import methods as M
-from augmix.methods import DEFAULT_HPARAMS, METHODS, Batch, get_method, register
+from augmix.methods import BASELINES as METHODS
+from augmix.methods import Batch
 from augmix.models import build_model
+from augmix.training_methods import section_for
 
+REPO = Path(__file__).resolve().parents[1]
 BUILTIN = ["standard", "cutout", "mixup", "cutmix", "autoaugment", "pgd", "fmix"]
 RANDOM = [m for m in BUILTIN if m != "standard"]
 # Forced-on variants so a different seed must change the loss.
 ALWAYS = {"cutmix": {"prob": 1.0}}
+PARAMS = config.load(REPO / "params.yaml")
+
+
+def _hp(name: str, dataset: str = "cifar10", **override):
+    """The method's typed section from params.yaml (its published values), with `override` applied."""
+    return section_for(getattr(PARAMS.methods, name), dataset).model_copy(update=override)
 
 
 def _gen(seed: int = 0, device: str = "cpu") -> torch.Generator:
@@ -39,11 +49,10 @@ def tiny():
     return build_model("wrn16_1", 10, seed=0)
 
 
-def test_builtin_table():
-    assert set(BUILTIN) <= set(METHODS)
-    assert set(BUILTIN) == {k for k in DEFAULT_HPARAMS if k in BUILTIN}
-    assert DEFAULT_HPARAMS["pgd"]["eps"] == pytest.approx(8 / 255)
-    assert DEFAULT_HPARAMS["cutout"]["length"] == 16
+def test_builtin_table_and_published_values():
+    assert set(BUILTIN) == set(METHODS)
+    assert _hp("pgd").eps == pytest.approx(8 / 255) and _hp("pgd").step_size == pytest.approx(2 / 255)
+    assert _hp("cutout").length == 16 and _hp("mixup").alpha == 1.0 and _hp("cutmix").prob == 0.5
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -51,7 +60,7 @@ def test_one_sgd_step_changes_weights(name, tiny):
     model = copy.deepcopy(tiny).train()
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    loss, logs = get_method(name)(model, _batch(), ALWAYS.get(name, {}), _gen(1))
+    loss, logs = METHODS[name](model, _batch(), _hp(name, **ALWAYS.get(name, {})), _gen(1))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(isinstance(v, float) for v in logs.values())
     opt.zero_grad()
@@ -64,7 +73,7 @@ def test_one_sgd_step_changes_weights(name, tiny):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_same_seed_same_loss_and_global_rng_untouched(name, tiny):
     model = copy.deepcopy(tiny).eval()  # eval: BN running stats must not differ between calls
-    hp = ALWAYS.get(name, {})
+    hp = _hp(name, **ALWAYS.get(name, {}))
     cpu_state = torch.get_rng_state()
     with torch.no_grad() if name != "pgd" else torch.enable_grad():
         a, _ = METHODS[name](model, _batch(), hp, _gen(3))
@@ -76,31 +85,9 @@ def test_same_seed_same_loss_and_global_rng_untouched(name, tiny):
 @pytest.mark.parametrize("name", RANDOM)
 def test_different_seed_different_loss(name, tiny):
     model = copy.deepcopy(tiny).eval()
-    hp = ALWAYS.get(name, {}) | ({"steps": 2} if name == "pgd" else {})
+    hp = _hp(name, **(ALWAYS.get(name, {}) | ({"steps": 2} if name == "pgd" else {})))
     losses = {round(METHODS[name](model, _batch(), hp, _gen(s))[0].item(), 7) for s in range(4)}
     assert len(losses) > 1
-
-
-def test_unknown_method_and_hparam_named():
-    with pytest.raises(KeyError, match="mixupp"):
-        get_method("mixupp")
-    with pytest.raises(ValueError, match="alpah"):
-        METHODS["mixup"](build_model("wrn16_1", 10), _batch(), {"alpah": 1.0}, _gen())
-
-
-def test_register_for_the_lead():
-    def fake(model, batch, hp, gen):
-        return F.cross_entropy(model(batch.x), batch.y), {"fake": 1.0}
-
-    name = "_test_only_method"
-    try:
-        register(name, fake, {"k": 1})
-        assert get_method(name) is fake and DEFAULT_HPARAMS[name] == {"k": 1}
-        with pytest.raises(ValueError, match=name):
-            register(name, fake)
-    finally:
-        METHODS.pop(name, None)
-        DEFAULT_HPARAMS.pop(name, None)
 
 
 # --------------------------------------------------------------------------- label mixing
@@ -152,7 +139,7 @@ def test_cutmix_mask_binary_box_and_lam(seed):
 def test_cutmix_prob_zero_is_standard(tiny):
     model = copy.deepcopy(tiny).eval()
     batch = _batch()
-    loss, logs = METHODS["cutmix"](model, batch, {"prob": 0.0}, _gen(0))
+    loss, logs = METHODS["cutmix"](model, batch, _hp("cutmix", prob=0.0), _gen(0))
     assert logs["mixed"] == 0.0
     torch.testing.assert_close(loss, F.cross_entropy(model(batch.x), batch.y))
 
@@ -209,23 +196,19 @@ def test_cutout_fills_with_model_mean(tiny):
             return tiny(x)
 
     batch = Batch(torch.zeros(4, 3, 32, 32), torch.zeros(4, dtype=torch.long), 10)
-    METHODS["cutout"](Spy(), batch, {}, _gen(0))
+    METHODS["cutout"](Spy(), batch, _hp("cutout"), _gen(0))
     values = set(seen["x"].unique().tolist())
     assert values == {0.0, 0.5}  # 0.5 is zero after the model's 0.5/0.5 normalisation
-    METHODS["cutout"](Spy(), batch, {"fill": 1.0}, _gen(0))
-    assert set(seen["x"].unique().tolist()) == {0.0, 1.0}
 
 
 @pytest.mark.parametrize("dataset, side", [("cifar10", 16), ("cifar100", 8), ("digits", 16)])
 def test_cutout_hole_side_follows_the_dataset(dataset, side):
     """params.yaml's published sides (DeVries & Taylor: 16 on CIFAR-10, 8 on CIFAR-100) reach the
     method, and a hole away from the border is exactly side x side."""
-    from augmix import config
-    from augmix.train import train_hparams
+    from augmix.training_methods import method_hparams
 
-    params = config.load(Path(__file__).parents[1] / "params.yaml")
-    hp = train_hparams(params, dataset, "cutout", torch.device("cpu"))
-    assert hp == {"length": side}
+    hp = method_hparams(PARAMS, "cutout", dataset)
+    assert hp.length == side
     seen = {}
 
     class Spy(torch.nn.Module):
@@ -314,7 +297,7 @@ def test_methods_on_cuda_with_cuda_generator(name, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     model = build_model("wrn16_1", 10, seed=0).cuda().eval()
     batch = _batch(device="cuda")
-    hp = ALWAYS.get(name, {})
+    hp = _hp(name, **ALWAYS.get(name, {}))
     a, _ = METHODS[name](model, batch, hp, _gen(3, "cuda"))
     b, _ = METHODS[name](model, batch, hp, _gen(3, "cuda"))
     assert a.device.type == "cuda" and torch.isfinite(a)

@@ -16,7 +16,7 @@ from augmix import pipeline, tracking
 
 from conftest import REPO, SMOKE_PARAMS
 
-CELLS = [("digits", "wrn16_1", "standard"), ("digits", "wrn16_1", "augmix")]
+CELLS = [("digits", "wrn16_1", "standard", "seed1"), ("digits", "wrn16_1", "augmix", "seed1")]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,10 @@ def test_pipeline_writes_every_output(runs, runner):
         assert (frame.n[frame.benchmark == "c"] == 200).all()
         summary = json.loads((res / "train_summary.json").read_text())
         assert summary["n_train"] == 192 and summary["epochs"] == 1
-        assert yaml.safe_load((res / "params.resolved.yaml").read_text())["grid"]["datasets"] == ["digits"]
+        resolved = yaml.safe_load((res / "params.resolved.yaml").read_text())
+        assert resolved["job"] == {"dataset": "digits", "arch": "wrn16_1", "method": cell[2], "seed": 1}
+        assert set(resolved["params"]) == {"datasets", "archs", "methods", "train", "subset"}  # the job's keys only
+        assert set(resolved["params"]["methods"]) == {cell[2]}
     assert (wd / "report" / "report.md").is_file()
 
 
@@ -78,17 +81,22 @@ def test_mlflow_holds_parent_and_child_runs(runs):
         assert parent.info.status == "FINISHED"
         children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         stages = sorted(r.data.tags["stage"] for r in children)
-        assert stages == ["corrupt", "download", "evaluate", "evaluate", "report", "train", "train"]
+        assert stages == ["check", "corrupt", "download", "evaluate", "evaluate", "report", "train", "train"]
         for run in children:
             tags = run.data.tags
             assert tags["runner"] == parent.data.tags["runner"]
             assert len(tags["git_commit"]) in (40, 7) or tags["git_commit"] == "unknown"
-            assert len(tags["params_hash"]) == 12 and tags["dataset"] == "digits" if tags["stage"] != "report" else True
+            assert len(tags["params_hash"]) == 12 and tags["dataset"] == "digits" if tags["stage"] not in ("report", "check") else True
             assert run.info.status == "FINISHED"
         train = [r for r in children if r.data.tags["stage"] == "train"]
         assert {r.data.tags["method"] for r in train} == {"standard", "augmix"}
         for run in train:
-            assert run.data.params["augmix.jsd_weight"] == "12.0"
+            method = run.data.tags["method"]
+            assert run.data.params["method"] == method and run.data.params["seed"] == "1"
+            assert run.info.run_name == f"train · digits · wrn16_1 · {method} · seed 1"
+            if method == "augmix":
+                assert run.data.params["methods.augmix.jsd_weight"] == "12.0"
+            assert not any(k.startswith("methods.") and not k.startswith(f"methods.{method}.") for k in run.data.params)
             history = client.get_metric_history(run.info.run_id, "test_error")
             assert [m.step for m in history] == [1]
             names = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -112,6 +120,7 @@ def test_dvc_reruns_only_what_a_param_change_touches(runs):
     (wd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dry = subprocess.run(["dvc", "repro", "--dry"], cwd=wd, capture_output=True, text=True, check=True).stdout
     planned = {line[2:] for line in dry.splitlines() if line.startswith("> ")}
-    assert planned == {"augmix evaluate --dataset digits --arch wrn16_1 --method standard",
-                       "augmix evaluate --dataset digits --arch wrn16_1 --method augmix",
+    assert planned == {"augmix check --stamp .augmix/params-ok",
+                       "augmix evaluate --dataset digits --arch wrn16_1 --method standard --seed 1",
+                       "augmix evaluate --dataset digits --arch wrn16_1 --method augmix --seed 1",
                        "augmix report"}

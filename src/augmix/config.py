@@ -195,6 +195,99 @@ class FMixParams(Section):
     reference_spectrum: bool  # FMix's real-only spectrum quirk (false: corrected)
 
 
+# ---- the paper's ablation (Table 4) and AugMix's successors (src/augmix/ablation.py, successors/)
+
+
+class AutoAugmentStarParams(Section):
+    """AutoAugment without the ops that overlap the test corruptions (ablation.py: [unconfirmed] reading)."""
+
+    policy: Literal["cifar10", "imagenet", "svhn"]
+    drop: Literal["op", "subpolicy"]  # a removed op's slot becomes a no-op, or its sub-policies go
+
+
+class RandomAutoAugmentStarParams(Section):
+    """Random chains of the non-overlapping ops, no learned policy (ablation.py: [unconfirmed] reading)."""
+
+    space: Literal["augmix", "autoaugment"]
+    depth: Annotated[int, Field(ge=-1, le=10)]  # -1: 1..3 ops per chain
+    severity: Annotated[float, Field(gt=0.1, le=10.0)]
+
+
+class RandomAutoAugmentStarJSDParams(RandomAutoAugmentStarParams):
+    jsd_weight: Annotated[float, Field(ge=0.0, le=1000.0)]
+
+
+class RandAugmentParams(Section):
+    """Cubuk et al. 2020 as torchvision defines it (its defaults: 2 ops, magnitude 9 of 31 bins)."""
+
+    num_ops: Annotated[int, Field(ge=1, le=10)]
+    magnitude: Annotated[int, Field(ge=0, le=100)]
+    num_bins: Annotated[int, Field(ge=2, le=101)]
+
+
+class TrivialAugmentParams(Section):
+    """Müller & Hutter 2021, the wide magnitude space, as torchvision defines it (31 bins)."""
+
+    num_bins: Annotated[int, Field(ge=2, le=101)]
+
+
+class PrimeParams(Section):
+    """Modas et al. 2022, amodas/PRIME-augmentations config/cifar10_cfg.py (= cifar100_cfg.py)."""
+
+    width: Annotated[int, Field(ge=1, le=10)]
+    depth: Annotated[int, Field(ge=-1, le=10)]
+    max_depth: Annotated[int, Field(ge=1, le=10)]
+    transforms: Annotated[list[Literal["diffeo", "color", "filter"]], Field(min_length=1)]
+    diffeo_s_t: Annotated[float, Field(ge=0.0)]
+    diffeo_r_t: Annotated[float, Field(ge=0.0)]
+    diffeo_s_cut: Annotated[float, Field(ge=0.0)]
+    diffeo_r_cut: Annotated[float, Field(ge=0.0)]
+    diffeo_cut_min: Annotated[int, Field(ge=1)]
+    diffeo_cut_max: Annotated[int, Field(ge=2)]
+    diffeo_alpha: Annotated[float, Field(ge=0.0)]
+    color_cut: Annotated[int, Field(ge=1)]
+    color_t: Annotated[float, Field(ge=0.0)]
+    filter_kernel_size: Annotated[int, Field(ge=1, le=31)]
+    filter_sigma: Annotated[float, Field(ge=0.0)]
+    filter_centre: bool  # false: the reference's off-centre identity tap (successors/prime.py)
+    shared_draws: bool  # true: the reference's draws shared by a batch (views then made per step)
+
+
+class PrimeJSDParams(PrimeParams):
+    jsd_weight: Annotated[float, Field(ge=0.0, le=1000.0)]
+
+
+class FractalSet(Section):
+    """Mixing pictures made by code: seeded IFS fractals (successors/fractals.py). NOT the PixMix
+    paper's fractal and feature-visualisation set, which is not distributed with this project."""
+
+    source: Literal["fractals"]
+    n: Annotated[int, Field(ge=1, le=1_000_000)]
+    size: Annotated[int, Field(ge=16, le=1024)]  # side in pixels (PixMix on CIFAR: 36, cropped to 32)
+    seed: Annotated[int, Field(ge=0)]
+
+
+class FolderSet(Section):
+    """Your own mixing pictures: every image file under `path`, resized to `size` pixels."""
+
+    source: Literal["folder"]
+    path: Name
+    size: Annotated[int, Field(ge=16, le=1024)]
+
+
+MixingSet = Annotated[Union[FractalSet, FolderSet], Field(discriminator="source")]
+
+
+class PixMixParams(Section):
+    """Hendrycks et al. 2022, andyzoujm/pixmix cifar.py defaults and its README's CIFAR recipe."""
+
+    k: Annotated[int, Field(ge=0, le=10)]
+    beta: Annotated[float, Field(gt=0.0, le=100.0)]
+    aug_severity: Annotated[float, Field(gt=0.1, le=10.0)]
+    all_ops: bool
+    mixing: MixingSet
+
+
 def _override_model(cls: type[Section]) -> type[Section]:
     """The same keys as `cls`, each optional: the values one dataset changes."""
     def optional(f: Any) -> Any:
@@ -225,6 +318,16 @@ METHOD_PARAMS: dict[str, type[Section]] = {
         "autoaugment": AutoAugmentParams,
         "pgd": PGDParams,
         "fmix": FMixParams,
+        "autoaugment_star": AutoAugmentStarParams,
+        "random_autoaugment_star": RandomAutoAugmentStarParams,
+        "random_autoaugment_star_jsd": RandomAutoAugmentStarJSDParams,
+        "randaugment": RandAugmentParams,
+        "randaugment_no_overlap": RandAugmentParams,
+        "trivialaugment": TrivialAugmentParams,
+        "trivialaugment_no_overlap": TrivialAugmentParams,
+        "prime": PrimeJSDParams,
+        "prime_nojsd": PrimeParams,
+        "pixmix": PixMixParams,
     }.items()
 }
 
@@ -914,6 +1017,6 @@ def digest(tree: Any) -> str:
 
 def json_schema() -> dict[str, Any]:
     """The params schema as JSON Schema (draft 2020-12), for Snakemake's `validate`."""
-    schema = Params.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **Params.model_json_schema()}
     schema["$comment"] = "Generated by `augmix schema` from src/augmix/config.py; do not edit."
     return schema

@@ -85,16 +85,58 @@ def prepare_workdir(repo: Path, workdir: Path, overlay: Path | None) -> Path:
     if not (workdir / "params.yaml").exists() or not stamp.exists() or stamp.read_text() != text:
         io.write_text(workdir / "params.yaml", text)
         io.write_text(stamp, text)
-    if not (workdir / ".dvc").is_dir():
-        subprocess.run([_tool("dvc"), "init", "--no-scm", "--quiet"], cwd=workdir, check=True,
-                       env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    _git_backed(workdir)
     return workdir
+
+
+# A work folder is its own Git repository, so `dvc exp run -S`, `exp show`, `params diff`, `metrics
+# diff` and `plots diff` work there as in a clone of the project (they need Git). Outputs DVC tracks
+# are git-ignored by DVC itself; these are the rest.
+WORKDIR_GITIGNORE = """# written by augmix: not versioned in a work folder
+/checkpoints/
+/mlflow.db
+/mlflow.db.lock
+/mlartifacts/
+/mlruns/
+/.snakemake/
+/.augmix/params-ok
+__pycache__/
+"""
+
+
+def _git(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=workdir, check=check, capture_output=True, text=True)
+
+
+def _git_backed(workdir: Path) -> None:
+    if shutil.which("git") is None:
+        raise PipelineError("git not found: a work folder is a Git repository (dvc exp needs one); install git")
+    if not (workdir / ".git").exists():
+        _git(workdir, "init", "--quiet")
+    if not _git(workdir, "config", "user.email", check=False).stdout.strip():
+        _git(workdir, "config", "user.email", "augmix@localhost")  # this repository only
+        _git(workdir, "config", "user.name", "augmix work folder")
+    io.write_text(workdir / ".gitignore", WORKDIR_GITIGNORE)
+    if not (workdir / ".dvc").is_dir():
+        subprocess.run([_tool("dvc"), "init", "--quiet"], cwd=workdir, check=True, capture_output=True,
+                       env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+        subprocess.run([_tool("dvc"), "config", "core.analytics", "false"], cwd=workdir, check=True)
+    commit(workdir, "augmix: pipeline files and params")
+
+
+def commit(workdir: Path, message: str) -> None:
+    """Commit whatever changed in the work folder (nothing to commit is fine)."""
+    _git(workdir, "add", "-A")
+    if _git(workdir, "status", "--porcelain").stdout.strip():
+        _git(workdir, "commit", "--quiet", "-m", message)
 
 
 def demo(*, repo: Path, workdir: Path, runner: str, overlay: Path, jobs: int = 2, force: bool = False) -> None:
     workdir = prepare_workdir(repo, workdir, overlay)
-    os.environ.setdefault(tracking.ROOT_ENV, str(Path(repo).resolve()))
     repro(runner=runner, cwd=workdir, jobs=jobs, force=force)
+    if runner == "snakemake":  # let DVC adopt what Snakemake made, so dvc exp / metrics work alike
+        subprocess.run([_tool("dvc"), "commit", "--force", "--quiet"], cwd=workdir, check=True)
+    commit(workdir, f"augmix demo: {runner} run")
     report = workdir / "report"
     print("\nDemo finished.")
     print(f"  tables and plots: {report}/ (start with {report / 'report.md'})")

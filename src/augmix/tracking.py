@@ -23,16 +23,24 @@ PARENT_ENV = "AUGMIX_PARENT_RUN_ID"
 ROOT_ENV = "AUGMIX_PROJECT_ROOT"
 
 
+def _is_project(folder: Path) -> bool:
+    """The augmix checkout itself (its pyproject.toml names the package); work folders hold none."""
+    pyproject = folder / "pyproject.toml"
+    return pyproject.is_file() and 'name = "augmix"' in pyproject.read_text()
+
+
 def project_root() -> Path:
-    """Where mlflow.db lives: our variable, DVC's parent-repo root, the Git top level, or cwd."""
-    for var in (ROOT_ENV, "DVC_ROOT"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).resolve()
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
-        return Path(top.stdout.strip()).resolve()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return Path.cwd().resolve()
+    """Where mlflow.db lives, one store per project: AUGMIX_PROJECT_ROOT if set; else, from DVC's
+    root (the parent repository even inside a queued experiment's copy) or the current folder, the
+    nearest enclosing augmix checkout, so a work folder inside it (demo/) logs to the checkout's
+    store; a work folder elsewhere keeps its own."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve()
+    start = Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if _is_project(folder):
+            return folder
+    return start
 
 
 def tracking_uri() -> str:
@@ -44,9 +52,14 @@ def artifact_root() -> str:
 
 
 def git_info() -> dict[str, str]:
+    """The commit of the code that runs: the checkout this package is imported from (a work folder
+    is a Git repository of its own, holding a copy of the code only for the orchestrators' hashes)."""
+    where = str(Path(__file__).resolve().parents[2])
+
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
+                                  check=True).stdout.strip()
         except (subprocess.CalledProcessError, FileNotFoundError):
             return ""
 

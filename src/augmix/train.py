@@ -23,12 +23,16 @@ import torch
 from augmix import io
 from augmix.config import FOLDER_SOURCES, NUM_CLASSES
 from augmix.device import pick_device
+from augmix.errors import ConfigError
 from augmix.jobs import Job
 from augmix.models import build_model
 from augmix.progress import progress
 from augmix.rng import derive_seed
 from augmix.sources import SOURCES, Run
 from augmix.training_methods import METHODS, method_hparams
+
+
+NUMERICS = ("bf16", "channels_last", "compile", "compile_mode", "cudnn_benchmark", "threads")  # train.*
 
 
 def cosine_factor(step: int, total: int, floor_ratio: float) -> float:
@@ -184,19 +188,27 @@ def train(
     t0 = time.monotonic()
     dataset, arch, method, seed = job.dataset, job.arch, job.method, int(job.seed)
     folder = params.datasets[dataset].source in FOLDER_SOURCES
-    if params.train.threads:
-        torch.set_num_threads(params.train.threads)
+    # Every training numeric is read up front, used or not on this device: the job declares them
+    # all (bf16, cuDNN's timing and CUDA graphs change results on a GPU), and reads what it declares.
+    numerics = {k: getattr(params.train, k) for k in NUMERICS}
+    if numerics["threads"]:
+        torch.set_num_threads(numerics["threads"])
     device = pick_device(params.runtime.device)
     cuda = device.type == "cuda"
     if cuda and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist = init_distributed(cuda)
+    nproc_key = "imagenet.nproc" if folder else "train.nproc"
+    nproc = params.imagenet.nproc if folder else params.train.nproc
+    if dist.world != nproc:  # BatchNorm statistics are per rank: the world size is part of the recipe
+        raise ConfigError(f"{nproc_key} is {nproc} but this job runs as {dist.world} processes; set "
+                          f"{nproc_key}: {dist.world} (`augmix train` starts torchrun itself when it is > 1)")
     if cuda:  # CIFAR shapes are fixed, so timing cuDNN's algorithms once pays off over the run
-        torch.backends.cudnn.benchmark = params.train.cudnn_benchmark
+        torch.backends.cudnn.benchmark = numerics["cudnn_benchmark"]
     recipe = recipe_for(params, dataset, arch)
     entry = METHODS[method]
-    hp = method_hparams(params, method, dataset)
+    hp = entry.setup(method_hparams(params, method, dataset), Path(params.data.root), device)
     source = params.datasets[dataset].source
     sizes = {"image_size": params.imagenet.image_size, "resize": params.imagenet.resize} if folder else {}
     data = SOURCES[source](Run(seed, entry, hp, params.runtime.eval_batch_size, params.runtime.workers), raw_dir,
@@ -205,13 +217,13 @@ def train(
 
     torch.manual_seed(seed)  # initial weights (REF seeds torch with 1)
     model = build_model(arch, data.num_classes).to(device)
-    if params.train.channels_last:  # faster convolutions on CUDA and on CPU (oneDNN)
+    if numerics["channels_last"]:  # faster convolutions on CUDA and on CPU (oneDNN)
         model = model.to(memory_format=torch.channels_last)
     forward_model: Any = model
     if dist.world > 1:  # each rank trains on its share of every global batch; gradients are averaged
         forward_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    if params.train.compile:
-        forward_model = CompiledFirstShape(forward_model, params.train.compile_mode)
+    if numerics["compile"]:
+        forward_model = CompiledFirstShape(forward_model, numerics["compile_mode"])
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
                                 **({"fused": True} if cuda else {}))
@@ -237,7 +249,7 @@ def train(
             print(f"[train] ignoring checkpoint {checkpoint}: it belongs to other params", flush=True)
     run.resumed(start_epoch, seconds_before)
 
-    bf16 = cuda and params.train.bf16
+    bf16 = cuda and numerics["bf16"]
     forward = Forward(model, forward_model, bf16_autocast(device, bf16))
     step_fn = entry.step
     for epoch in range(start_epoch, recipe.epochs):
@@ -272,11 +284,13 @@ def train(
     if not dist.main:
         return {"rank": dist.rank}
     out_dir.mkdir(parents=True, exist_ok=True)
-    with io.atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
+    # Saved through a file object: given a path, torch.save names the archive's inner folder after the
+    # (temporary) file name, so identical models would differ in bytes.
+    with io.atomic_path(out_dir / "model.pt", suffix=".pt") as tmp, open(tmp, "wb") as f:
         torch.save({"format": "augmix", "arch": arch, "dataset": dataset, "method": method, "seed": seed,
                     "num_classes": data.num_classes, "classes": data.classes,
                     "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                    "params": job_params}, tmp)
+                    "params": job_params}, f)
     io.write_csv(out_dir / "train_log.csv", pd.DataFrame(log))
     return {"dataset": dataset, "arch": arch, "method": method, "seed": seed, "epochs": recipe.epochs,
             "n_train": n, "n_test": data.n_test, "world_size": dist.world,

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from augmix import augment
+from augmix import ablation, augment, mixing
 from augmix.losses import augmix_loss
 from augmix.methods import BASELINES, Batch
 from augmix.rng import SampleKeys
+from augmix.successors import prime, randaugment
+from augmix.successors.pixmix import pixmix_batch
 
 
 @dataclass
@@ -32,12 +35,18 @@ class TrainBatch(Batch):
 ViewMaker = Callable[..., torch.Tensor]  # (x_uint8, keys, *, out=None) -> float32 views
 
 
+def _no_setup(hp: Any, data_root: Path, device: torch.device) -> Any:
+    return hp
+
+
 @dataclass(frozen=True)
 class Method:
     step: Callable[..., tuple[torch.Tensor, dict[str, Any]]]
     # hp -> a maker of the per-sample views for a whole epoch, or None (views made in the step)
     epoch_views: Callable[[Any], ViewMaker | None] = lambda hp: None
     n_views: int = 0  # views per sample the maker writes (JSD: clean + 2)
+    # (hp, data root, device) -> what the step and maker get as hp (e.g. with PixMix's pictures)
+    setup: Callable[[Any, Path, torch.device], Any] = _no_setup
 
 
 def augmix_backend(hp: Any) -> str:
@@ -82,10 +91,108 @@ def augmix_nojsd(model: torch.nn.Module, batch: TrainBatch, hp: Any, gen: torch.
     return loss, {"ce": loss.detach()}
 
 
+# ----------------------------------------------------------------------------- per-sample views
+# Methods whose per-sample augmentation is a pure function of (image, keys): their views are made for
+# the whole epoch up front, like AugMix's, then a plain cross-entropy (one view) or the JSD loss
+# (clean + two views) trains on them.
+
+ViewFn = Callable[[torch.Tensor, SampleKeys, Any, bool], torch.Tensor]  # (x, keys, hp, jsd) -> (V*B, ...) float
+
+
+def views_method(make: ViewFn, *, jsd: bool, per_step: Callable[[Any], bool] = lambda hp: False,
+                 setup: Callable[[Any, Path, torch.device], Any] = _no_setup) -> Method:
+    n_views = 3 if jsd else 1
+
+    def epoch_views(hp: Any) -> ViewMaker | None:
+        if per_step(hp):
+            return None
+
+        def maker(x: torch.Tensor, keys: SampleKeys, *, out: torch.Tensor | None = None) -> torch.Tensor:
+            views = make(x, keys, hp, jsd)
+            if out is None:
+                return views
+            out.copy_(views.view(out.shape))
+            return out
+
+        return maker
+
+    def step(model: torch.nn.Module, batch: TrainBatch, hp: Any, gen: torch.Generator):
+        views = batch.views if batch.views is not None else make(batch.x_uint8, batch.keys, hp, jsd)
+        if jsd:
+            loss, parts = augmix_loss(model(views), batch.y, jsd_weight=hp.jsd_weight)
+            return loss, {k: v.detach() for k, v in parts.items()}
+        loss = torch.nn.functional.cross_entropy(model(views), batch.y)
+        return loss, {"ce": loss.detach()}
+
+    return Method(step, epoch_views, n_views, setup)
+
+
+def _u8(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0)
+
+
+def _randaugment(ops: tuple[str, ...]) -> ViewFn:
+    return lambda x, keys, hp, jsd: _u8(randaugment.randaugment_batch(
+        x, keys, num_ops=hp.num_ops, magnitude=hp.magnitude, num_bins=hp.num_bins, ops=ops))
+
+
+def _trivialaugment(ops: tuple[str, ...]) -> ViewFn:
+    return lambda x, keys, hp, jsd: _u8(randaugment.trivialaugment_batch(x, keys, num_bins=hp.num_bins, ops=ops))
+
+
+def _autoaugment_star(x, keys, hp, jsd):
+    return _u8(ablation.autoaugment_star_batch(x, keys, policy=hp.policy, drop=hp.drop))
+
+
+def _random_autoaugment_star(x, keys, hp, jsd):
+    return ablation.random_autoaugment_star_views(x, keys, jsd=jsd, space=hp.space, depth=hp.depth,
+                                                  severity=hp.severity)
+
+
+PRIME_FIELDS = tuple(f for f in prime.PrimeConfig.__dataclass_fields__)
+
+
+def _prime(x, keys, hp, jsd):
+    cfg = {f: (tuple(getattr(hp, f)) if f == "transforms" else getattr(hp, f)) for f in PRIME_FIELDS}
+    return prime.prime_views(x, keys, jsd=jsd, **cfg)
+
+
+@dataclass(frozen=True)
+class PixMixRun:
+    """PixMix's hyperparameters with the mixing pictures they name, on the training device."""
+
+    hp: Any
+    pictures: torch.Tensor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hp, name)
+
+
+def _pixmix_setup(hp: Any, data_root: Path, device: torch.device) -> PixMixRun:
+    return PixMixRun(hp, mixing.mixing_set(hp.mixing, data_root, device))
+
+
+def _pixmix(x, keys, run, jsd):
+    return pixmix_batch(x, keys, run.pictures, k=run.k, beta=run.beta, aug_severity=run.aug_severity,
+                        all_ops=run.all_ops)
+
+
 METHODS: dict[str, Method] = {
     **{name: Method(step) for name, step in BASELINES.items()},
     "augmix": Method(augmix_jsd, _augmix_maker(jsd=True), n_views=3),
     "augmix_nojsd": Method(augmix_nojsd, _augmix_maker(jsd=False), n_views=1),
+    "autoaugment_star": views_method(_autoaugment_star, jsd=False),
+    "random_autoaugment_star": views_method(_random_autoaugment_star, jsd=False),
+    "random_autoaugment_star_jsd": views_method(_random_autoaugment_star, jsd=True),
+    "randaugment": views_method(_randaugment(randaugment.RANDAUGMENT_OPS), jsd=False),
+    "randaugment_no_overlap": views_method(_randaugment(randaugment.RANDAUGMENT_NO_OVERLAP_OPS), jsd=False),
+    "trivialaugment": views_method(_trivialaugment(randaugment.TRIVIALAUGMENT_OPS), jsd=False),
+    "trivialaugment_no_overlap": views_method(_trivialaugment(randaugment.TRIVIALAUGMENT_NO_OVERLAP_OPS), jsd=False),
+    # PRIME's reference draws a transform's parameters once per batch: then views are made per step,
+    # on the training batch itself, as there.
+    "prime": views_method(_prime, jsd=True, per_step=lambda hp: hp.shared_draws),
+    "prime_nojsd": views_method(_prime, jsd=False, per_step=lambda hp: hp.shared_draws),
+    "pixmix": views_method(_pixmix, jsd=False, setup=_pixmix_setup),
 }
 
 

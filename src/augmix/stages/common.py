@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from augmix import jobs, tracking
+from augmix import jobs, layout, tracking
 from augmix.config import FOLDER_SOURCES, Params
-from augmix.errors import ConfigError
+from augmix.errors import ConfigError, DataError
 from augmix.jobs import Job
 
 LIBRARIES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "pillow": "Pillow",
@@ -24,6 +24,13 @@ def check_dataset(params: Params, dataset: str, *, folder: bool | None = None) -
         raise ConfigError(f"--dataset: no dataset {dataset!r} in datasets (known: {', '.join(params.datasets)})")
     if folder is not None and (params.datasets[dataset].source in FOLDER_SOURCES) != folder:
         raise ConfigError(f"--dataset: {dataset} is not {'an image-folder' if folder else 'a CIFAR-format'} dataset")
+
+
+def check_inputs(params: Params, dataset: str) -> None:
+    """The folders a job reads exist (refused before a tracking run opens or anything is removed)."""
+    raw = layout.raw(params.data.root, dataset)
+    if not raw.is_dir():
+        raise DataError(f"{raw} not found: run `augmix download --dataset {dataset}` first")
 
 
 def library_versions() -> dict[str, str]:

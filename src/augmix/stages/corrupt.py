@@ -13,12 +13,13 @@ from augmix.config import FOLDER_SOURCES, Params
 from augmix.data import load_split
 from augmix.errors import ConfigError
 from augmix.jobs import Job
-from augmix.stages.common import check_dataset, job_run
+from augmix.stages.common import check_dataset, check_inputs, job_run
 from augmix.device import pick_device
 
 
 def run(params: Params, dataset: str) -> Path:
     check_dataset(params, dataset)
+    check_inputs(params, dataset)
     out = layout.corrupted(params.data.root, dataset)
     job = Job("corrupt", dataset)
     with job_run(params, job) as (p, tracked):

@@ -16,7 +16,7 @@ from augmix.config import FOLDER_SOURCES, NUM_CLASSES, Params
 from augmix.data import load_split
 from augmix.errors import DataError
 from augmix.jobs import Job
-from augmix.stages.common import check_dataset, job_run, provenance
+from augmix.stages.common import check_dataset, check_inputs, job_run, provenance
 from augmix.stages.corrupt import check_names
 from augmix.device import pick_device
 
@@ -34,6 +34,7 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, mode
     if not model_path.exists() and model_path == layout.cell(dataset, arch, method, seed) / "model.pt":
         raise DataError(f"model {model_path} not found: run `augmix train --dataset {dataset} --arch {arch} "
                         f"--method {method} --seed {seed}` first, or pass --checkpoint")
+    check_inputs(params, dataset)
     source = params.datasets[dataset].source
     loaded = load_checkpoint(model_path, arch=arch, dataset=dataset, num_classes=NUM_CLASSES[source],
                              format=format, device=pick_device(params.runtime.device), sha256=sha256)

@@ -14,7 +14,7 @@ from augmix.device import pick_device
 from augmix.errors import ConfigError
 from augmix.jobs import Job
 from augmix.models import ARCHS
-from augmix.stages.common import check_dataset, job_run, provenance
+from augmix.stages.common import check_dataset, check_inputs, job_run, provenance
 from augmix.training_methods import METHODS
 
 
@@ -32,6 +32,7 @@ def check_cell(params: Params, dataset: str, arch: str, method: str) -> None:
 def run(params: Params, dataset: str, arch: str, method: str, seed: int, *,
         stop_after_epoch: int | None = None) -> dict[str, Any]:
     check_cell(params, dataset, arch, method)
+    check_inputs(params, dataset)
     job = Job("train", dataset, arch, method, seed)
     out = layout.cell(dataset, arch, method, seed)
     resolved = jobs.resolved(job, params)
