@@ -1,5 +1,6 @@
-"""Writers: official layouts, dtype/shape/labels, byte-identical re-runs, interrupted builds,
-ImageNet-C folders, the offline path of the official archive, frost texture errors."""
+"""Writers: official layouts, dtype/shape/labels, byte-identical re-runs, name-keyed seeding (a
+corruption's bytes do not depend on the others, their order, the batch or the device), interrupted
+builds, ImageNet-C folders, the offline path of the official archive, frost texture errors."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def built(data, tmp_path_factory):
         out,
         names=NAMES,
         seed=3,
+        device="cpu",
         progress=lambda n, s: calls.append((n, s)),
     )
     return out, summary, calls
@@ -57,17 +59,15 @@ def test_layout_dtype_shapes_labels(built, data):
         assert arr.dtype == np.uint8 and arr.shape == (60, 32, 32, 3)
         for s in range(1, 6):  # rows [(s-1)N, sN) hold severity s, in input order
             block = arr[(s - 1) * 12 : s * 12]
-            assert np.array_equal(block, B.corrupt_block(imgs, name, s, 3))
+            assert np.array_equal(block, B.corrupt_block(imgs, name, s, 3, device="cpu"))
     lab = np.load(out / "labels.npy")
     assert lab.dtype == np.uint8 and np.array_equal(lab, np.tile(labels, 5))
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.size[0] > 6 * 64 and sheet.size[1] > 3 * 64
     manifest = json.loads((out / B.MANIFEST).read_text())
-    assert (
-        manifest["seed"] == 3
-        and manifest["names"] == NAMES
-        and manifest["chunk"] == B.CHUNK
-    )
+    assert manifest["seed"] == 3 and manifest["names"] == NAMES and manifest["batch"] == B.CHUNK
+    assert manifest["format_version"] == B.FORMAT_VERSION == 2 and manifest["seeding"] == B.SEEDING
+    assert manifest["backend"] == "numpy" and manifest["device_type"] == "cpu"
     assert B.is_complete(out, deep=True)
     assert summary["images_per_second"] > 0
     assert not list(out.glob(".*tmp"))  # no temporary files left
@@ -76,8 +76,8 @@ def test_layout_dtype_shapes_labels(built, data):
 def test_byte_identical_reruns_and_subset_independence(built, data, tmp_path):
     imgs, labels = data
     out, _, _ = built
-    B.build_c_set(imgs, labels, tmp_path / "a", names=["glass_blur"], seed=3)
-    B.build_c_set(imgs, labels, tmp_path / "b", names=["glass_blur"], seed=4)
+    B.build_c_set(imgs, labels, tmp_path / "a", names=["glass_blur"], seed=3, device="cpu")
+    B.build_c_set(imgs, labels, tmp_path / "b", names=["glass_blur"], seed=4, device="cpu")
     same = (tmp_path / "a" / "glass_blur.npy").read_bytes()
     assert (
         same == (out / "glass_blur.npy").read_bytes()
@@ -85,13 +85,61 @@ def test_byte_identical_reruns_and_subset_independence(built, data, tmp_path):
     assert same != (tmp_path / "b" / "glass_blur.npy").read_bytes()
 
 
-def test_chunks_have_their_own_streams():
+def test_every_image_has_its_own_stream():
     imgs = np.repeat(synthetic_images(1, seed=2), B.CHUNK + 2, axis=0)
-    out = B.corrupt_block(imgs, "gaussian_noise", 3, 0)
-    assert not np.array_equal(
-        out[0], out[B.CHUNK]
-    )  # second chunk has a different stream
-    assert np.array_equal(out[:2], B.corrupt_block(imgs[:2], "gaussian_noise", 3, 0))
+    out = B.corrupt_block(imgs, "gaussian_noise", 3, 0, device="cpu")
+    assert len({out[i].tobytes() for i in range(len(out))}) == len(out)
+    # an image's bytes depend on its index, not on the batch it was computed in
+    for batch in (1, 7, B.CHUNK, 1000):
+        assert np.array_equal(out, B.corrupt_block(imgs, "gaussian_noise", 3, 0, device="cpu", batch=batch))
+    assert np.array_equal(out[:2], B.corrupt_block(imgs[:2], "gaussian_noise", 3, 0, device="cpu"))
+    part = B.corrupt_block(imgs[5:9], "gaussian_noise", 3, 0, device="cpu", first_index=5)
+    assert np.array_equal(out[5:9], part)
+
+
+RANDOM = ["gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow",
+          "fog", "elastic_transform", "speckle_noise", "spatter"]
+
+
+def test_seeds_are_keyed_by_name_not_position(monkeypatch):
+    """Inserting a corruption before the others, or reversing their order, changes no other
+    corruption's bytes: the keys name the corruption, never its index in the tables."""
+    imgs = synthetic_images(6, seed=9)
+    names = [n for n in RANDOM if n != "spatter" or _has_cv2()]
+    before = {n: B.corrupt_block(imgs, n, 4, 11, device="cpu") for n in names}
+    shuffled = dict(reversed(list(F.CORRUPTIONS.items())))
+    shuffled = {"aaa_inserted": F.CORRUPTIONS["gaussian_noise"], **shuffled}
+    monkeypatch.setattr(F, "CORRUPTIONS", shuffled)
+    monkeypatch.setattr(F, "ALL_CORRUPTIONS", tuple(shuffled))
+    monkeypatch.setattr(B, "CORRUPTIONS", shuffled)
+    for n in names:
+        assert np.array_equal(before[n], B.corrupt_block(imgs, n, 4, 11, device="cpu")), n
+    # the inserted one (gaussian noise's arithmetic) draws its own noise
+    assert not np.array_equal(B.corrupt_block(imgs, "aaa_inserted", 4, 11, device="cpu"), before["gaussian_noise"])
+
+
+def test_keys_name_seed_corruption_severity_and_index():
+    from augmix.corruptions.draws import corruption_keys
+
+    base = corruption_keys(3, "fog", 2, range(4))
+    assert base.index.tolist() == [0, 1, 2, 3] and base.epoch == 0
+    others = [corruption_keys(4, "fog", 2, range(4)), corruption_keys(3, "snow", 2, range(4)),
+              corruption_keys(3, "fog", 3, range(4)), corruption_keys("cifar10", "fog", 2, range(4)),
+              corruption_keys("cifar100", "fog", 2, range(4))]
+    assert len({base.seed, *(k.seed for k in others)}) == 6
+    assert corruption_keys(3, "fog", 2, [7]).seed == base.seed  # the index is the sample index
+    imgs = synthetic_images(3, seed=1)
+    named = B.corrupt_block(imgs, "gaussian_noise", 1, "cifar10", device="cpu")
+    assert np.array_equal(named, B.corrupt_block(imgs, "gaussian_noise", 1, "cifar10", device="cpu"))
+    assert not np.array_equal(named, B.corrupt_block(imgs, "gaussian_noise", 1, "cifar100", device="cpu"))
+
+
+def _has_cv2() -> bool:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def test_interrupted_build_is_not_complete(data, tmp_path):

@@ -1,6 +1,7 @@
-"""Device builds (issue #4, GPU target): the cell-size rule, seeded CPU-torch builds with device
-cells, the background writer (same bytes as writing directly), and failures in either thread
-leaving no partial file, no manifest and no thread behind."""
+"""Device builds (issues #4 and #14): the device choice, the batch-size rule, the device path pinned
+byte for byte to the NumPy path (torch on the CPU, also dividing as CUDA does), the background
+writer (same bytes as writing directly), and failures in either thread leaving no partial file, no
+manifest and no thread behind."""
 
 from __future__ import annotations
 
@@ -11,18 +12,24 @@ import threading
 
 import numpy as np
 import pytest
+import torch
+from support.cuda_division import emulate_cuda_scalar_division
 
+from augmix import io as aio
 from augmix.corruptions import build as B
+from augmix.corruptions import functions as F
 from augmix.corruptions.bench import synthetic_images
+from augmix.errors import ConfigError
 
-# device cells in these tests: 300 images make one full cell and a short one
-SMALL_CELL = 256
+# device batches in these tests: 300 images make one full batch and a short one
+SMALL_BATCH = 256
+TORCH_CPU = torch.device("cpu")  # the torch (device) path, run on the CPU
 
 
 @pytest.fixture
-def small_device_cells(monkeypatch):
-    monkeypatch.setitem(B.DEVICE_CELL_PIXELS, "cpu", SMALL_CELL * 32 * 32)  # CPU torch as an accelerator
-    return SMALL_CELL
+def small_device_batches(monkeypatch):
+    monkeypatch.setitem(B.DEVICE_BATCH_PIXELS, "cpu", SMALL_BATCH * 32 * 32)  # CPU torch as an accelerator
+    return SMALL_BATCH
 
 
 @pytest.fixture(scope="module")
@@ -36,63 +43,104 @@ def _no_temporaries(folder) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# cell size
+# the device choice and the batch size
 
 
-def test_cell_size_rule():
-    assert B.cell_size(None, 32, 32) == B.CHUNK == 128  # the NumPy path keeps its cells
-    assert B.cell_size(None, 224, 224) == 128
-    assert B.cell_size("cpu", 32, 32) == 128  # CPU torch: big cells fault in more than they save
-    assert B.cell_size("cuda", 32, 32) == 8192
+def test_resolve_device():
+    cuda = torch.cuda.is_available()
+    assert B.resolve_device("cpu") is None and B.resolve_device(None) is None  # the NumPy path
+    assert B.resolve_device("auto") == ("cuda" if cuda else None)
+    assert B.resolve_device(TORCH_CPU) == TORCH_CPU  # the torch path on the CPU
+    with pytest.raises(ConfigError, match="corruptions.device"):
+        B.resolve_device("gpu")
+    if not cuda:
+        with pytest.raises(ConfigError, match="corruptions.device: 'cuda:1' asks for CUDA"):
+            B.resolve_device("cuda:1")
+
+
+def test_batch_size_rule():
+    assert B.batch_size(None, 32, 32) == B.CHUNK == 128  # the NumPy path
+    assert B.batch_size(None, 224, 224) == 128
+    assert B.batch_size(TORCH_CPU, 32, 32) == 128  # CPU torch: big batches fault in more than they save
+    assert B.batch_size("cuda", 32, 32) == 8192
     # 167 fit at 224x224: rounded down to a multiple of CHUNK, never below it
-    assert B.cell_size("cuda:0", 224, 224) == 128
-    assert B.cell_size("cuda", 64, 64) == 2048
-    assert B.cell_size("cuda", 100, 100) == 768  # 838 fit: a multiple of CHUNK
-    assert B.cell_size("cuda", 4096, 4096) == 128
+    assert B.batch_size("cuda:0", 224, 224) == 128
+    assert B.batch_size("cuda", 64, 64) == 2048
+    assert B.batch_size("cuda", 100, 100) == 768  # 838 fit: a multiple of CHUNK
+    assert B.batch_size("cuda", 4096, 4096) == 128
 
 
-def test_cell_size_follows_the_budget(small_device_cells):
-    assert B.cell_size("cpu", 32, 32) == small_device_cells
-    assert B.cell_size(None, 32, 32) == B.CHUNK
+def test_batch_size_follows_the_budget(small_device_batches):
+    assert B.batch_size(TORCH_CPU, 32, 32) == small_device_batches
+    assert B.batch_size(None, 32, 32) == B.CHUNK
 
 
 # ----------------------------------------------------------------------------------------------
-# seeded device builds
+# the device path builds the NumPy path's bytes
 
 
-def test_device_build_is_reproducible_and_records_its_cells(
-    data, tmp_path, small_device_cells
-):
+def _frost_ok() -> bool:
+    try:
+        from augmix.corruptions.frost import load_frost_textures
+
+        load_frost_textures("cifar")
+        return True
+    except (FileNotFoundError, OSError):
+        return False
+
+
+def _all_names() -> list[str]:
+    names = list(F.ALL_CORRUPTIONS)  # the device corruptions and spatter (NumPy on every device)
+    return names if _frost_ok() else [n for n in names if n != "frost"]
+
+
+@pytest.mark.parametrize("division", ["cpu", "cuda-like"])
+def test_device_build_equals_the_numpy_build(tmp_path, monkeypatch, small_device_batches, division):
+    """Every corruption, built by the torch path (one batch) and by the NumPy path (batches of 128
+    and 2), gives the same files: the draws are keyed per image, and the arithmetic is the same,
+    also when dividing the way CUDA does."""
+    imgs = synthetic_images(130, seed=5)
+    imgs[7, :16] = 255  # a flat saturated region
+    labels = np.arange(len(imgs)) % 10
+    kw = {"names": _all_names(), "severities": (1, 5), "seed": 7}
+    numpy_build = B.build_c_set(imgs, labels, tmp_path / "numpy", device="cpu", **kw)
+    if division == "cuda-like":
+        emulate_cuda_scalar_division(monkeypatch)
+    device_build = B.build_c_set(imgs, labels, tmp_path / "device", device=TORCH_CPU, **kw)
+    assert numpy_build["batch"] == B.CHUNK and device_build["batch"] == small_device_batches
+    assert (numpy_build["backend"], device_build["backend"]) == ("numpy", "torch")
+    for name in kw["names"] + ["labels"]:
+        a = (tmp_path / "numpy" / f"{name}.npy").read_bytes()
+        assert a == (tmp_path / "device" / f"{name}.npy").read_bytes(), name
+    assert numpy_build["files"] == device_build["files"]
+
+
+def test_device_build_is_reproducible_and_records_its_device(data, tmp_path, small_device_batches):
     imgs, labels = data
     names, sev = ["gaussian_noise", "contrast"], (1, 4)
-    kw = {"names": names, "severities": sev, "seed": 7, "device": "cpu"}
+    kw = {"names": names, "severities": sev, "seed": 7, "device": TORCH_CPU}
     first = B.build_c_set(imgs, labels, tmp_path / "a", **kw)
     B.build_c_set(imgs, labels, tmp_path / "b", **kw)
     for name in names + ["labels"]:
         a = (tmp_path / "a" / f"{name}.npy").read_bytes()
         assert a == (tmp_path / "b" / f"{name}.npy").read_bytes(), name
     manifest = json.loads((tmp_path / "a" / B.MANIFEST).read_text())
-    assert manifest["chunk"] == first["chunk"] == small_device_cells
-    assert manifest["device_type"] == "cpu"
+    assert manifest["batch"] == first["batch"] == small_device_batches
+    assert manifest["backend"] == "torch" and manifest["device_type"] == "cpu"
+    assert manifest["seeding"] == B.SEEDING and manifest["format_version"] == 2
     assert B.is_complete(tmp_path / "a", deep=True)
-    # The rows are the blocks of the same cells; 128-image cells would draw other noise.
     noisy = np.load(tmp_path / "a" / "gaussian_noise.npy")
     for i, s in enumerate(sev):
         block = noisy[i * len(imgs) : (i + 1) * len(imgs)]
-        assert np.array_equal(
-            block, B.corrupt_block(imgs, "gaussian_noise", s, 7, device="cpu")
-        )
-        assert not np.array_equal(
-            block,
-            B.corrupt_block(imgs, "gaussian_noise", s, 7, device="cpu", chunk=B.CHUNK),
-        )
+        for batch in (None, B.CHUNK, 7):  # any batch gives the same block
+            assert np.array_equal(block, B.corrupt_block(imgs, "gaussian_noise", s, 7, device=TORCH_CPU, batch=batch))
 
 
-def test_numpy_build_manifest_is_unchanged(data, tmp_path):
+def test_numpy_build_manifest(data, tmp_path):
     imgs, labels = data
-    B.build_c_set(imgs[:8], labels[:8], tmp_path, names=["contrast"], seed=1)
+    B.build_c_set(imgs[:8], labels[:8], tmp_path, names=["contrast"], seed=1, device="cpu")
     manifest = json.loads((tmp_path / B.MANIFEST).read_text())
-    assert manifest["chunk"] == B.CHUNK and "device_type" not in manifest
+    assert manifest["batch"] == B.CHUNK and (manifest["backend"], manifest["device_type"]) == ("numpy", "cpu")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,11 +156,11 @@ def _parts(seed: int = 0):
 def test_background_writer_equals_direct_write(tmp_path):
     parts = _parts()
     shape = (sum(len(p) for p in parts), 8, 8, 3)
-    with B.NpyStream(tmp_path / "direct.npy", shape, np.uint8) as w:
+    with aio.NpyStream(tmp_path / "direct.npy", shape, np.uint8) as w:
         for p in parts:
             w.write(p)
         direct = w.commit()
-    with B.NpyStream(tmp_path / "queued.npy", shape, np.uint8) as w:
+    with aio.NpyStream(tmp_path / "queued.npy", shape, np.uint8) as w:
         with B.BackgroundWriter(w.write, depth=2) as writer:
             for p in parts:
                 writer.put(p)
@@ -161,13 +209,13 @@ def test_background_writer_stops_on_a_caller_error():
 
 
 def _complete_build(imgs, labels, folder):
-    B.build_c_set(imgs[:8], labels[:8], folder, names=["contrast"], seed=1)
+    B.build_c_set(imgs[:8], labels[:8], folder, names=["contrast"], seed=1, device="cpu")
     assert B.is_complete(folder)
 
 
-@pytest.mark.parametrize("device", [None, "cpu"])
+@pytest.mark.parametrize("device", ["cpu", TORCH_CPU])
 def test_failing_corruption_leaves_no_partial_file(
-    data, tmp_path, monkeypatch, small_device_cells, device
+    data, tmp_path, monkeypatch, small_device_batches, device
 ):
     imgs, labels = data
     _complete_build(imgs, labels, tmp_path)  # its manifest must go too
@@ -177,7 +225,7 @@ def test_failing_corruption_leaves_no_partial_file(
     def corrupt(part, name, severity, rng, **kw):
         if name == "gaussian_noise":
             cells.append(len(part))
-            if len(cells) == 3:  # a later cell: earlier parts are queued or written
+            if len(cells) == 3:  # a later batch: earlier parts are queued or written
                 raise RuntimeError("corruption failed")
         return real(part, name, severity, rng, **kw)
 
@@ -193,7 +241,7 @@ def test_failing_corruption_leaves_no_partial_file(
             seed=3,
             device=device,
         )
-    assert cells[:2] == ([256, 44] if device else [128, 128])
+    assert cells[:2] == ([256, 44] if device == TORCH_CPU else [128, 128])
     assert threading.active_count() == before
     assert not (tmp_path / B.MANIFEST).exists() and not B.is_complete(tmp_path)
     assert not (tmp_path / "gaussian_noise.npy").exists()
@@ -204,7 +252,7 @@ def test_failing_corruption_leaves_no_partial_file(
 def test_failing_write_leaves_no_partial_file(data, tmp_path, monkeypatch):
     imgs, labels = data
     _complete_build(imgs, labels, tmp_path)
-    real = B.NpyStream.write
+    real = aio.NpyStream.write
     calls = []
 
     def write(self, array):
@@ -214,7 +262,7 @@ def test_failing_write_leaves_no_partial_file(data, tmp_path, monkeypatch):
                 raise OSError("disk full")
         real(self, array)
 
-    monkeypatch.setattr(B.NpyStream, "write", write)
+    monkeypatch.setattr(aio.NpyStream, "write", write)
     before = threading.active_count()
     with pytest.raises(OSError, match="disk full"):
         B.build_c_set(
@@ -224,6 +272,7 @@ def test_failing_write_leaves_no_partial_file(data, tmp_path, monkeypatch):
             names=["contrast", "gaussian_noise"],
             severities=(1, 2),
             seed=3,
+            device="cpu",
         )
     assert calls == ["augmix-npy-writer"] * 2  # written on the writer thread
     assert threading.active_count() == before
@@ -233,9 +282,7 @@ def test_failing_write_leaves_no_partial_file(data, tmp_path, monkeypatch):
 
 
 def test_host_pieces_is_one_copy_of_equal_pieces():
-    """The CUDA JPEG path moves the encoded images to the host with one copy per cell."""
-    import torch
-
+    """The CUDA JPEG path moves the encoded images to the host with one copy per batch."""
     from augmix.corruptions.torch_backend import host_pieces
 
     pieces = [torch.arange(k, dtype=torch.uint8) + k for k in (3, 1, 7)]

@@ -3,15 +3,19 @@
 `run()` times every benchmark corruption at every severity on `n` synthetic 32x32 images with
 torch / BLAS / OpenMP limited to one thread, and projects the time of the full CIFAR-10-C build
 (15 corruptions x 5 severities x 10,000 images). Anchor: the reference recipe takes about 950 s on
-one core (spec performance.md §6.2); target <= 60 s.
+one core (the reference scripts timed on one core of our machine; docs/corruptions.md,
+"Generation time"); target <= 60 s.
 
 `run_end_to_end()` (also `run(end_to_end=True)`) times the real build instead: `build_c_set` of
 `n` synthetic images into a temporary folder (.npy files, hashes, contact sheet, manifest; the
 writing and hashing on the build's background writer thread), after a small warm-up build that
 pays the one-off costs (imports, frost textures, cached operators), and projects to 10,000 images
-as warm-up + timed * 10,000 / n. On CUDA the build uses device cells
-(`build.cell_size`: 8192 images at 32x32), so by default it times the full 10,000 images:
-a smaller n would time one partial cell and scale it up, which misstates a GPU's per-cell costs.
+as warm-up + timed * 10,000 / n. On CUDA the build uses device batches
+(`build.batch_size`: 8192 images at 32x32), so by default it times the full 10,000 images:
+a smaller n would time one partial batch and scale it up, which misstates a GPU's per-batch costs.
+
+device (both modes): as `build.resolve_device` ("auto", "cpu" = the NumPy path, "cuda[:N]", or a
+torch.device such as torch.device("cpu") for the torch path on the CPU).
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import numpy as np
 
 from augmix.memory import keep_freed_memory
 
-from .build import CHUNK, build_c_set, cell_size, corrupt_block
-from .functions import BENCHMARK_CORRUPTIONS, corrupt, torch_device_type
+from .build import CHUNK, batch_size, build_c_set, corrupt_block, resolve_device
+from .functions import BENCHMARK_CORRUPTIONS
+from .kernels import torch_device_type
 
 __all__ = ["format_table", "run", "run_end_to_end", "synthetic_images"]
 
-REFERENCE_SECONDS = 951.0  # spec performance.md §6.2, pass 1
+REFERENCE_SECONDS = 951.0  # the reference's one-core CIFAR-10-C time (docs/corruptions.md)
 
 
 def synthetic_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -68,7 +73,7 @@ def _one_thread():
 
 def run(
     n: int | None = None,
-    device=None,
+    device="auto",
     names=BENCHMARK_CORRUPTIONS,
     severities=(1, 2, 3, 4, 5),
     seed: int = 0,
@@ -80,8 +85,7 @@ def run(
     `repeats` passes (shared machines are noisy; the minimum estimates the cost). Returns a dict
     of figures.
 
-    device: None (NumPy reference path), a torch device for the corruptions in
-    DEVICE_CORRUPTIONS, or "auto" (CUDA when available).
+    device: as `build.resolve_device` ("auto": CUDA when available, else the NumPy path).
     end_to_end: time a real `build_c_set` of n images instead (see `run_end_to_end`)."""
     if end_to_end:
         return run_end_to_end(
@@ -92,7 +96,7 @@ def run(
             seed=seed,
             full_size=full_size,
         )
-    device = _resolve_device(device)
+    device = resolve_device(device)
     n = 512 if n is None else n
     images = synthetic_images(n, seed=seed)
     allocator_tuned = keep_freed_memory()  # as the build does
@@ -100,7 +104,7 @@ def run(
     with _one_thread():
         for name in names:
             for s in severities:  # warm-up: imports, cached operators and textures
-                corrupt(images[:8], name, s, np.random.default_rng(0), device=device)
+                corrupt_block(images[:8], name, s, seed, device=device)
             sev_rates = {}
             for s in severities:
                 dt = float("inf")
@@ -133,8 +137,8 @@ def run(
         "allocator_tuned": allocator_tuned,
         "device": str(device) if device is not None else "cpu",
         "backend": _backend(device),
-        # images per seeded cell (n < cell: one partial cell)
-        "cell": cell_size(device, 32, 32),
+        # images per computed batch (n < batch: one partial batch)
+        "batch": batch_size(device, 32, 32),
         "corruptions": per,
         "projected_total_seconds": total,
         "images_total": len(names) * len(severities) * full_size,
@@ -147,14 +151,6 @@ def run(
         else None,
         "target_seconds": _target_seconds(device),
     }
-
-
-def _resolve_device(device):
-    if device == "auto":  # the GPU path when present
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else None
-    return device
 
 
 def _backend(device) -> str:
@@ -177,7 +173,7 @@ def _sync(device) -> None:
 
 def run_end_to_end(
     n: int | None = None,
-    device=None,
+    device="auto",
     names=BENCHMARK_CORRUPTIONS,
     severities=(1, 2, 3, 4, 5),
     seed: int = 0,
@@ -189,18 +185,18 @@ def run_end_to_end(
     images, writing the .npy files, hashes, contact sheet and manifest (one compute thread; the
     build writes and hashes on its background writer thread).
 
-    n: default 512 where cells hold CHUNK images (NumPy, CPU torch: the cost per image does not
-    depend on n), `full_size` on CUDA (device cells hold 8192 images at 32x32, so only a
-    full-size build times the cells a real build runs).
+    n: default 512 where batches hold CHUNK images (NumPy, CPU torch: the cost per image does not
+    depend on n), `full_size` on CUDA (device batches hold 8192 images at 32x32, so only a
+    full-size build times the batches a real build runs).
 
     A warm-up build of `warmup` images runs first, in a fresh folder: it pays the one-off costs
     (module imports, frost textures, cached tables and operators) and is reported as
     `warmup_seconds`. Projection to `full_size` images: warmup + timed * full_size / n, which
     slightly over-counts (the warm-up also corrupts its few images).
     out_dir: where to build (default: a temporary folder, removed afterwards)."""
-    device = _resolve_device(device)
-    if n is None:  # a build whose cells are bigger than CHUNK is timed whole, not projected
-        n = 512 if cell_size(device, 32, 32) == CHUNK else full_size
+    device = resolve_device(device)
+    if n is None:  # a build whose batches are bigger than CHUNK is timed whole, not projected
+        n = 512 if batch_size(device, 32, 32) == CHUNK else full_size
     images = synthetic_images(n, seed=seed)
     labels = np.arange(n) % 10
     allocator_tuned = keep_freed_memory()
@@ -250,7 +246,7 @@ def run_end_to_end(
         "allocator_tuned": allocator_tuned,
         "device": str(device) if device is not None else "cpu",
         "backend": _backend(device),
-        "cell": summary["chunk"],  # images per seeded cell in the timed build
+        "batch": summary["batch"],  # images per computed batch in the timed build
         "warmup_images": max(1, min(warmup, n)),
         "warmup_seconds": warm,
         "seconds": wall,
@@ -281,7 +277,7 @@ def _projection_line(result: dict) -> str:
     """The projected full CIFAR-10-C time beside the reference and the target."""
     line = (
         f"projected ({result['images_total']:,} images, 1 thread, {result['backend']}, "
-        f"cells of {result['cell']}): {result['projected_total_seconds']:.1f} s"
+        f"batches of {result['batch']}): {result['projected_total_seconds']:.1f} s"
     )
     if result["speedup_vs_reference"] is not None:
         line += (

@@ -1,31 +1,35 @@
 """Writers for corrupted test sets in the official layouts, seeded and atomic.
 
-* `build_c_set`: CIFAR-10-C / CIFAR-100-C layout (spec corruptions.md §7.1): `<corruption>.npy`
-  uint8 (len(severities)*N, H, W, 3) stacked by severity, `labels.npy` (labels repeated per
-  severity), plus `contact_sheet.png` and `manifest.json`.
-* `build_imagenet_c_folder`: ImageNet-C layout `<root>/<corruption>/<severity>/<wnid>/<file>`,
-  JPEG quality 85 with optimize=True (§7.3).
+* `build_c_set`: the CIFAR-10-C / CIFAR-100-C layout of the released files (Zenodo records 2535967
+  and 3555552): `<corruption>.npy` uint8 (len(severities)*N, H, W, 3) stacked by severity,
+  `labels.npy` (labels repeated per severity), plus `contact_sheet.png` and `manifest.json`.
+* `build_imagenet_c_folder`: the ImageNet-C layout `<root>/<corruption>/<severity>/<wnid>/<file>`,
+  JPEG quality 85 with optimize=True, as hendrycks/robustness `make_imagenet_c.py` saves it.
 
-Reproducibility: every (corruption, severity, cell of `cell_size` images) cell has its own NumPy
-generator derived from (seed, corruption index, severity, cell index), so the bytes depend only
-on the seed, never on the order or subset of corruptions built. Cells hold CHUNK images on the
-NumPy path and more on a torch device (`cell_size`); the manifest records the size used. This is
-coarser than spec §1.3's generator per (corruption, severity, image index): creating a NumPy
-generator costs ~30 us, which for 750,000 images is ~22 s of a 60 s one-core budget; a cell keeps
-the spec's purpose (bytes fixed by the seed, independent of workers and of what else is built) but
-the bytes depend on the cell size and device type, and draws are batched per cell. Completion:
-each file is written to a temporary name and os.replace'd; `manifest.json` is removed when a build
-starts and written last, so an interrupted build never passes `is_complete`. In `build_c_set` a
-`BackgroundWriter` thread writes and hashes each part while the next cell is computed.
+Randomness: the draws of every image are keyed by (seed or dataset name, corruption name,
+severity, image index) (`draws.corruption_keys`: `augmix.rng` counter-based streams), so the bytes
+depend only on those: not on the batch an image is computed in, not on the device, not on which
+other corruptions are built nor in what order (inserting a corruption into the tables changes no
+other file). The manifest records the scheme (`SEEDING`).
+
+Device: "cpu" runs the NumPy path; "cuda" (or "cuda:N") the torch path on that GPU, with the same
+draws; "auto" picks CUDA when present; a torch.device runs the torch path on that device (tests use
+torch.device("cpu") to pin the device path to the NumPy one). On CUDA the arithmetic of a few
+corruptions sums in another order (see torch_backend), so rare one-level differences are possible
+there; the manifest records the device type.
+
+Completion: every file goes through `augmix.io` (a temporary name, fsync, os.replace);
+`manifest.json` is removed when a build starts and written last, so an interrupted build never
+passes `is_complete`. In `build_c_set` a `BackgroundWriter` thread writes and hashes each part
+while the next batch is computed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io as _bytes_io
 import json
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,178 +38,95 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from augmix import io
+from augmix.errors import ConfigError
 from augmix.memory import keep_freed_memory
 
-from .functions import (
-    ALL_CORRUPTIONS,
-    BENCHMARK_CORRUPTIONS,
-    CORRUPTIONS,
-    SCALES,
-    corrupt,
-    torch_device_type,
-)
+from .draws import corruption_keys
+from .functions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, SCALES, corrupt
+from .kernels import torch_device_type
 
 __all__ = [
     "CHUNK",
-    "DEVICE_CELL_PIXELS",
+    "DEVICE_BATCH_PIXELS",
+    "FORMAT_VERSION",
     "MANIFEST",
+    "SEEDING",
     "BackgroundWriter",
-    "NpyStream",
-    "atomic_save_npy",
-    "atomic_write_bytes",
+    "batch_size",
     "build_c_set",
     "build_imagenet_c_folder",
-    "cell_rng",
-    "cell_size",
     "contact_sheet",
     "corrupt_block",
     "is_complete",
     "iter_block",
-    "npy_header",
+    "resolve_device",
 ]
 
-CHUNK = 128  # images per seeded cell on the NumPy path (part of the output's definition, recorded
-# in the manifest); small blocks also keep the float64 working set in cache, 1.5-3x faster than 1000
-# Pixels per cell on an accelerator, by device type. Each device cell launches dozens of small
+CHUNK = 128  # images per batch on the NumPy path: the float64 working set stays in cache (1.5-3x
+# faster than 1000); -P builds (perturbations.py) seed cells of this many images.
+# Pixels per batch on an accelerator, by device type. Each device batch launches dozens of small
 # kernels and syncs once (the `.cpu()` of its result), so at CHUNK images a GPU spends its time on
-# launches and syncs (~5,900 cells for CIFAR-10-C), not arithmetic: 2**23 pixels is 8192 images at
-# 32x32 (~200 MB per float64 copy), while 224x224 stays at CHUNK. CPU torch is not listed and keeps
-# CHUNK: there, fresh 200 MB temporaries cost more page faults than the launches they save (3.3x
-# slower measured).
-DEVICE_CELL_PIXELS = {"cuda": 2**23}
+# launches and syncs (~5,900 batches for CIFAR-10-C), not arithmetic: 2**23 pixels is 8192 images
+# at 32x32 (~200 MB per float64 copy), while 224x224 stays at CHUNK. CPU torch is not listed and
+# keeps CHUNK: there, fresh 200 MB temporaries cost more page faults than the launches they save
+# (3.3x slower measured). The bytes do not depend on the batch size.
+DEVICE_BATCH_PIXELS = {"cuda": 2**23}
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+# 2: draws keyed per image by corruption name (1 keyed 128-image cells by list position).
+FORMAT_VERSION = 2
+SEEDING = (
+    "augmix.rng per image: SampleKeys(seed=derive_seed('corrupt/<corruption>', seed, severity), "
+    "epoch=0, index=image index), or derive_seed('corrupt/<dataset>/<corruption>', severity) for a "
+    "dataset-name seed; named streams per corruption in augmix/corruptions/draws.py"
+)
 
 
-def _publish(tmp: str, path: Path) -> None:
-    """Give the temporary file ordinary permissions (mkstemp makes it 0600), then rename it."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    os.replace(tmp, path)
+def resolve_device(device):
+    """The backend of a build: None for the NumPy path, else the torch device of the torch path.
+
+    device: "cpu" (the NumPy path; also None), "auto" (CUDA when present, else the NumPy path),
+    "cuda" or "cuda:N" (the torch path on that GPU), or a torch.device (the torch path on it, the
+    CPU included). The dotted key in the messages is the params key the stage reads it from."""
+    if device is None or device == "cpu":
+        return None
+    if not isinstance(device, str):
+        return device  # a torch.device
+    kind = device.split(":")[0]
+    if device != "auto" and kind != "cuda":
+        raise ConfigError(f"corruptions.device: expected 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda" if device == "auto" else device
+    if device == "auto":
+        return None
+    raise ConfigError(f"corruptions.device: {device!r} asks for CUDA, which this machine does not have; "
+                      "use 'auto' or 'cpu'")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def batch_size(device, height: int, width: int) -> int:
+    """Images per batch for a resolved device (`resolve_device`): CHUNK on the NumPy path (None) and
+    on device types without a budget; on an accelerator as many images as fit its
+    DEVICE_BATCH_PIXELS, rounded down to a multiple of CHUNK and never below it. Only speed depends
+    on it, never the bytes."""
+    budget = None if device is None else DEVICE_BATCH_PIXELS.get(torch_device_type(device))
+    if budget is None:
+        return CHUNK
+    fit = budget // max(1, int(height) * int(width))
+    return max(CHUNK, fit - fit % CHUNK)
 
 
-def _drop_cache(f) -> None:
-    """Ask the kernel to drop the (already fsync'ed) pages of `f` from the page cache.
-
-    Writing GBs of output otherwise grows the page cache with freshly allocated pages, which on
-    our VM cost far more than the write itself (150 MB: 0.09 s when the cache is recycled, up to
-    1.5 s when it keeps growing). Harmless: the data is on disk; a later read just reads it."""
-    if hasattr(os, "posix_fadvise"):
-        try:
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        except OSError:  # pragma: no cover - filesystems without fadvise
-            pass
-
-
-def npy_header(shape: Sequence[int], dtype) -> bytes:
-    """The header np.save writes (format version 1.0) for a C-ordered array of this shape."""
-    import io
-
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buf,
-        {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-            "fortran_order": False,
-            "shape": tuple(int(d) for d in shape),
-        },
-    )
-    return buf.getvalue()
-
-
-class NpyStream:
-    """Write one .npy file piece by piece: to a temporary name in the target folder, hashing the
-    bytes as they go, then fsync and os.replace on `commit()`. The file equals np.save of the
-    concatenated pieces. Used as a context manager: leaving it without `commit()` (an exception)
-    removes the temporary file."""
-
-    def __init__(self, path, shape: Sequence[int], dtype):
-        self.path = Path(path)
-        self.dtype = np.dtype(dtype)
-        self.shape = tuple(int(d) for d in shape)
-        self._left = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-        fd, self._tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        self._f = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self._put(npy_header(self.shape, self.dtype))
-
-    def _put(self, data) -> None:
-        self._hash.update(data)
-        self._f.write(data)
-
-    def write(self, array: np.ndarray) -> None:
-        """Append the bytes of `array` (C order; its dtype must be the file's)."""
-        array = np.asarray(array)
-        if array.dtype != self.dtype:
-            raise ValueError(f"expected {self.dtype}, got {array.dtype}")
-        if array.size == 0:
-            return
-        data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-        if data.nbytes > self._left:
-            raise ValueError(
-                f"{self.path.name}: more data than the shape {self.shape} holds"
-            )
-        step = 1 << 22
-        for i in range(0, data.nbytes, step):
-            self._put(data[i : i + step])
-        self._left -= data.nbytes
-
-    def commit(self) -> str:
-        """Close, fsync and publish the file; returns its SHA-256."""
-        if self._left:
-            raise ValueError(
-                f"{self.path.name}: {self._left} bytes short of the shape {self.shape}"
-            )
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        _drop_cache(self._f)
-        self._f.close()
-        _publish(self._tmp, self.path)
-        self._tmp = None
-        return self._hash.hexdigest()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._tmp is not None:
-            self._f.close()
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> str:
-    """np.save to a temporary file in the same folder, then os.replace. Returns the SHA-256
-    (computed while writing, not by reading the file back)."""
-    array = np.asarray(array)
-    if array.dtype.hasobject:
-        raise ValueError("object arrays are not saved (allow_pickle=False)")
-    with NpyStream(path, array.shape, array.dtype) as w:
-        w.write(array)
-        return w.commit()
+def _device_fields(backend) -> dict:
+    """What the manifest says about where the bytes were computed."""
+    if backend is None:
+        return {"backend": "numpy", "device_type": "cpu"}
+    return {"backend": "torch", "device_type": torch_device_type(backend)}
 
 
 class BackgroundWriter:
     """Call `write(part)` for every `put(part)`, in order, on one thread fed through a bounded
-    queue, so that the caller computes (on a GPU: launches and waits for) the next cell while this
+    queue, so that the caller computes (on a GPU: launches and waits for) the next batch while this
     part is written and hashed; file writes and hashlib release the GIL. The bytes are those of
     calling `write` directly.
 
@@ -221,9 +142,7 @@ class BackgroundWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._dropping = False
-        self._thread = threading.Thread(
-            target=self._run, name="augmix-npy-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="augmix-npy-writer", daemon=True)
 
     def _run(self) -> None:
         while (part := self._queue.get()) is not self._DONE:
@@ -253,86 +172,59 @@ class BackgroundWriter:
             self._raise_error()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------
 # seeded corruption of a block
 
 
-def cell_rng(seed: int, name: str, severity: int, chunk: int) -> np.random.Generator:
-    """The generator of one (corruption, severity, chunk) cell. Keyed by the corruption's index in
-    ALL_CORRUPTIONS so that building a subset gives the same bytes as building all."""
-    key = (ALL_CORRUPTIONS.index(name), int(severity), int(chunk))
-    return np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key))
-    )
-
-
-def cell_size(device, height: int, width: int) -> int:
-    """Images per seeded cell: CHUNK on the NumPy path (device None) and on device types without
-    a budget; on an accelerator as many images as fit its DEVICE_CELL_PIXELS, rounded down to a
-    multiple of CHUNK and never below it. One size per build: a corruption without a torch path
-    (spatter) uses the same cells."""
-    budget = None if device is None else DEVICE_CELL_PIXELS.get(torch_device_type(device))
-    if budget is None:
-        return CHUNK
-    fit = budget // max(1, int(height) * int(width))
-    return max(CHUNK, fit - fit % CHUNK)
-
-
-def _resolve_chunk(images: np.ndarray, device, chunk: int | None) -> int:
-    if chunk is None:
-        return cell_size(device, images.shape[1], images.shape[2])
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be a positive number of images, got {chunk!r}")
-    return int(chunk)
+def _resolve_batch(images: np.ndarray, backend, batch: int | None) -> int:
+    if batch is None:
+        return batch_size(backend, images.shape[1], images.shape[2])
+    if int(batch) < 1:
+        raise ValueError(f"batch must be a positive number of images, got {batch!r}")
+    return int(batch)
 
 
 def iter_block(
     images: np.ndarray,
     name: str,
     severity: int,
-    seed: int,
+    seed: int | str,
     *,
     table: str = "cifar",
-    device=None,
-    chunk: int | None = None,
+    device="auto",
+    batch: int | None = None,
+    first_index: int = 0,
 ):
-    """Yield (start, corrupted chunk) for all images at one severity, chunk by chunk, each chunk
-    with its own seeded generator (the cell of `cell_rng`). chunk: images per cell (default
-    `cell_size(device, H, W)`)."""
+    """Yield (start, corrupted batch) for all images at one severity, batch by batch. Image i's
+    draws are keyed by (seed, name, severity, first_index + i) (`draws.corruption_keys`), so the
+    result does not depend on `batch` (default `batch_size(device, H, W)`) nor on the device
+    (`resolve_device`). first_index: the dataset index of images[0] (for sets built in parts)."""
     if name not in CORRUPTIONS:
-        raise KeyError(
-            f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}"
-        )
-    chunk = _resolve_chunk(images, device, chunk)
-    for k, start in enumerate(range(0, images.shape[0], chunk)):
-        part = images[start : start + chunk]
-        rng = cell_rng(seed, name, severity, k)
-        yield start, corrupt(part, name, severity, rng, table=table, device=device)
+        raise KeyError(f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}")
+    backend = resolve_device(device)
+    batch = _resolve_batch(images, backend, batch)
+    for start in range(0, images.shape[0], batch):
+        part = images[start : start + batch]
+        index = range(first_index + start, first_index + start + part.shape[0])
+        keys = corruption_keys(seed, name, severity, index, device=backend)
+        yield start, corrupt(part, name, severity, keys, table=table, device=backend)
 
 
 def corrupt_block(
     images: np.ndarray,
     name: str,
     severity: int,
-    seed: int,
+    seed: int | str,
     *,
     table: str = "cifar",
-    device=None,
-    chunk: int | None = None,
+    device="auto",
+    batch: int | None = None,
+    first_index: int = 0,
 ) -> np.ndarray:
-    """Corrupt all images at one severity, chunk by chunk, each chunk with its own seeded generator
-    (chunk: images per cell, default `cell_size(device, H, W)`). Unknown names: iter_block raises."""
+    """Corrupt all images at one severity (`iter_block`, gathered). Unknown names: iter_block raises."""
     out = np.empty_like(images)
     for start, part in iter_block(
-        images, name, severity, seed, table=table, device=device, chunk=chunk
+        images, name, severity, seed, table=table, device=device, batch=batch, first_index=first_index
     ):
         out[start : start + part.shape[0]] = part
     return out
@@ -373,11 +265,13 @@ def contact_sheet(
 
 
 def _png_bytes(img: Image.Image) -> bytes:
-    import io
-
-    buf = io.BytesIO()
+    buf = _bytes_io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    io.write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,9 +282,7 @@ def _check_names(names: Iterable[str]) -> list[str]:
     names = list(names)
     for n in names:
         if n not in CORRUPTIONS:
-            raise KeyError(
-                f"unknown corruption {n!r}; expected one of {list(CORRUPTIONS)}"
-            )
+            raise KeyError(f"unknown corruption {n!r}; expected one of {list(CORRUPTIONS)}")
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate corruption names in {names}")
     return names
@@ -398,14 +290,8 @@ def _check_names(names: Iterable[str]) -> list[str]:
 
 def _check_severities(severities: Sequence[int]) -> list[int]:
     sev = [int(s) for s in severities]
-    if (
-        not sev
-        or any(s not in (1, 2, 3, 4, 5) for s in sev)
-        or len(set(sev)) != len(sev)
-    ):
-        raise ValueError(
-            f"severities must be distinct values in 1..5, got {severities!r}"
-        )
+    if not sev or any(s not in (1, 2, 3, 4, 5) for s in sev) or len(set(sev)) != len(sev):
+        raise ValueError(f"severities must be distinct values in 1..5, got {severities!r}")
     return sev
 
 
@@ -416,100 +302,87 @@ def build_c_set(
     *,
     names: Iterable[str] = BENCHMARK_CORRUPTIONS,
     severities: Sequence[int] = (1, 2, 3, 4, 5),
-    seed: int,
+    seed: int | str,
     table: str = "cifar",
-    device=None,
+    device="auto",
     progress: Callable[[str, int], None] | None = None,
 ) -> dict:
-    """Write a CIFAR-10-C style folder. Returns a summary dict (paths, shapes, timings, seed).
+    """Write a CIFAR-10-C style folder. Returns a summary dict (the manifest, paths, timings).
 
-    images: uint8 (N, H, W, 3); labels: (N,) ints. progress(name, severity) is called after each
-    (corruption, severity) block.
+    images: uint8 (N, H, W, 3); labels: (N,) ints. seed: the base seed (an int) or a dataset name;
+    every image's draws are keyed by (seed, corruption name, severity, image index). device: "auto"
+    (CUDA when present), "cpu", "cuda[:N]" or a torch.device (`resolve_device`). progress(name,
+    severity) is called after each (corruption, severity) block.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(
-            f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
-        )
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     if labels.shape != (images.shape[0],):
-        raise ValueError(
-            f"labels must have shape ({images.shape[0]},), got {labels.shape}"
-        )
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
     if table not in SCALES:
         raise KeyError(f"unknown table {table!r}; expected one of {sorted(SCALES)}")
     names = _check_names(names)
     sev = _check_severities(severities)
+    backend = resolve_device(device)
     keep_freed_memory()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
-    if manifest_path.exists():
-        manifest_path.unlink()  # from here until the end, the folder does not pass as complete
+    manifest_path.unlink(missing_ok=True)  # from here until the end, the folder is not complete
     t0 = time.perf_counter()
     files, seconds = {}, {}
     sheet_rows = {}
     n = images.shape[0]
-    cell = cell_size(device, images.shape[1], images.shape[2])
+    batch = batch_size(backend, images.shape[1], images.shape[2])
     for name in names:
-        # Streamed: each chunk goes to the file (and the hash) as soon as it is made, so no
+        # Streamed: each batch goes to the file (and the hash) as soon as it is made, so no
         # (5N, H, W, 3) array is ever allocated (fresh memory is slow to fault in on our VM).
         t = time.perf_counter()
         shape = (len(sev) * n,) + images.shape[1:]
         firsts = []
-        with NpyStream(out / f"{name}.npy", shape, np.uint8) as w:
+        with io.NpyStream(out / f"{name}.npy", shape, np.uint8) as w:
             with BackgroundWriter(w.write) as writer:  # joined before the commit
                 for s in sev:
                     for start, part in iter_block(
-                        images, name, s, seed, table=table, device=device, chunk=cell
+                        images, name, s, seed, table=table, device=backend, batch=batch
                     ):
                         if start == 0:
                             firsts.append(part[0].copy())
                         writer.put(part)
                     if progress is not None:
                         progress(name, s)
-            files[f"{name}.npy"] = {
-                "sha256": w.commit(),
-                "shape": list(shape),
-                "dtype": "uint8",
-            }
+            files[f"{name}.npy"] = {"sha256": w.commit(), "shape": list(shape), "dtype": "uint8"}
         seconds[name] = time.perf_counter() - t
         if n:
             sheet_rows[name] = firsts
-    label_dtype = (
-        np.uint8
-        if labels.size == 0 or (labels.min() >= 0 and labels.max() < 256)
-        else np.int64
-    )
-    tiled = np.tile(labels.astype(label_dtype), len(sev))
+    small = labels.size == 0 or (labels.min() >= 0 and labels.max() < 256)
+    tiled = np.tile(labels.astype(np.uint8 if small else np.int64), len(sev))
     files["labels.npy"] = {
-        "sha256": atomic_save_npy(out / "labels.npy", tiled),
+        "sha256": io.write_npy_digest(out / "labels.npy", tiled),
         "shape": list(tiled.shape),
-        "dtype": np.dtype(label_dtype).name,
+        "dtype": tiled.dtype.name,
     }
-    if names and images.shape[0]:
+    if names and n:
         png = _png_bytes(contact_sheet(sheet_rows, images[0]))
-        atomic_write_bytes(out / "contact_sheet.png", png)
+        io.write_bytes(out / "contact_sheet.png", png)
         files["contact_sheet.png"] = {"sha256": hashlib.sha256(png).hexdigest()}
-    total = time.perf_counter() - t0
     manifest = {
         "format": "cifar-c",
         "format_version": FORMAT_VERSION,
-        "seed": int(seed),
-        "chunk": cell,  # images per seeded cell: part of what the bytes depend on
+        "seeding": SEEDING,
+        "seed": seed,
+        "batch": batch,  # images per computed batch (the bytes do not depend on it)
+        **_device_fields(backend),
         "table": table,
         "names": names,
         "severities": sev,
-        "n_images": int(images.shape[0]),
+        "n_images": int(n),
         "files": files,
     }
-    # device builds have their own random streams (torch_backend)
-    if device is not None:
-        manifest["device_type"] = torch_device_type(device)
-    atomic_write_bytes(
-        manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
-    )
-    n_out = len(names) * len(sev) * images.shape[0]
+    _write_manifest(manifest_path, manifest)
+    total = time.perf_counter() - t0
+    n_out = len(names) * len(sev) * n
     return {
         **manifest,
         "out_dir": str(out),
@@ -533,7 +406,7 @@ def is_complete(out_dir, *, deep: bool = False) -> bool:
                 arr = np.load(path, mmap_mode="r")
                 if list(arr.shape) != meta["shape"] or arr.dtype.name != meta["dtype"]:
                     return False
-            if deep and _sha256(path) != meta["sha256"]:
+            if deep and io.file_digest(path, "sha256") != meta["sha256"]:
                 return False
         return True
     except (OSError, ValueError, KeyError):
@@ -552,15 +425,16 @@ def build_imagenet_c_folder(
     *,
     names: Iterable[str] = BENCHMARK_CORRUPTIONS,
     severities: Sequence[int] = (1, 2, 3, 4, 5),
-    seed: int,
+    seed: int | str,
     table: str = "imagenet",
-    device=None,
+    device="auto",
     progress: Callable[[str, int], None] | None = None,
 ) -> dict:
     """Write `<root>/<corruption>/<severity>/<wnid>/<file name>` as JPEG quality 85, optimize=True.
 
     images: uint8 (N, 224, 224, 3), already Resize(256) + CenterCrop(224)'d. Every image,
     jpeg_compression included, gets this extra JPEG encoding, as in the released ImageNet-C.
+    seed and device as in `build_c_set`.
     """
     images = np.asarray(images)
     if len(wnids) != images.shape[0] or len(file_names) != images.shape[0]:
@@ -570,49 +444,36 @@ def build_imagenet_c_folder(
         )
     names = _check_names(names)
     sev = _check_severities(severities)
+    backend = resolve_device(device)
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
     manifest_path = root / MANIFEST
-    if manifest_path.exists():
-        manifest_path.unlink()
+    manifest_path.unlink(missing_ok=True)
     t0 = time.perf_counter()
     count = 0
-    cell = cell_size(device, images.shape[1], images.shape[2])
-    import io
-
+    batch = batch_size(backend, images.shape[1], images.shape[2])
     for name in names:
         for s in sev:
-            block = corrupt_block(
-                images, name, s, seed, table=table, device=device, chunk=cell
-            )
-            for img, wnid, fname in zip(block, wnids, file_names):
-                folder = root / name / str(s) / wnid
-                folder.mkdir(parents=True, exist_ok=True)
-                buf = io.BytesIO()
-                Image.fromarray(img).save(buf, format="JPEG", quality=85, optimize=True)
-                atomic_write_bytes(folder / fname, buf.getvalue())
-                count += 1
+            for start, part in iter_block(images, name, s, seed, table=table, device=backend, batch=batch):
+                for img, wnid, fname in zip(part, wnids[start:], file_names[start:]):
+                    buf = _bytes_io.BytesIO()
+                    Image.fromarray(img).save(buf, format="JPEG", quality=85, optimize=True)
+                    io.write_bytes(root / name / str(s) / wnid / fname, buf.getvalue())
+                    count += 1
             if progress is not None:
                 progress(name, s)
     manifest = {
         "format": "imagenet-c",
         "format_version": FORMAT_VERSION,
-        "seed": int(seed),
-        "chunk": cell,
+        "seeding": SEEDING,
+        "seed": seed,
+        "batch": batch,
+        **_device_fields(backend),
         "table": table,
         "names": names,
         "severities": sev,
         "n_images": int(images.shape[0]),
         "files": {},
     }
-    if device is not None:
-        manifest["device_type"] = torch_device_type(device)
-    atomic_write_bytes(
-        manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
-    )
-    return {
-        **manifest,
-        "out_dir": str(root),
-        "written": count,
-        "seconds": time.perf_counter() - t0,
-    }
+    _write_manifest(manifest_path, manifest)
+    return {**manifest, "out_dir": str(root), "written": count, "seconds": time.perf_counter() - t0}

@@ -29,9 +29,10 @@ Video formats (an explicit choice, recorded in the manifest):
   BGR to RGB.
 
 Reproducibility: images are indexed in sorted (wnid, file name) order; every (perturbation,
-difficulty, image index) has its own generator from SeedSequence(seed, spawn_key=(200 + index of
-the perturbation in PERTURBATIONS, difficulty, image index)), so the bytes (npy) do not depend on
-batching, on the other perturbations built, or on the order they are built in. The reference was
+difficulty, image index) has its own generator, seeded by augmix.rng.derive_seed from the
+perturbation's name, the seed, the difficulty and the image index (`image_rng`), so the bytes (npy)
+do not depend on batching, on the other perturbations built or on their order, nor on where a
+perturbation sits in PERTURBATIONS. The reference was
 unseeded. Atomicity: each `<variant>` folder is built in a temporary folder beside it and renamed
 into place when all variants are done (`augmix.io.atomic_dir`); `manifest.json` is removed first
 and written last.
@@ -51,10 +52,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_dir
+from augmix import io
+from augmix.io import atomic_dir
 from augmix.memory import keep_freed_memory
+from augmix.rng import derive_seed
 
-from .build import MANIFEST, atomic_write_bytes
+from .build import MANIFEST
 from .perturbations import (
     FULL_IMAGE,
     NOISE_PERTURBATIONS,
@@ -89,8 +92,9 @@ VARIANTS: tuple[str, ...] = tuple(PERTURBATIONS) + tuple(
 )
 FORMATS = ("npy", "mp4")
 ENCODERS = ("auto", "libx264", "mp4v")
-FORMAT_VERSION = 1
-_INDEX = {name: i for i, name in enumerate(PERTURBATIONS)}
+# 2: generators keyed by perturbation name (1 by position in PERTURBATIONS)
+FORMAT_VERSION = 2
+SEEDING = "numpy default_rng(augmix.rng.derive_seed('imagenet-p/<perturbation>', seed, difficulty, image index))"
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 
 
@@ -150,11 +154,10 @@ def resize_shorter(image, size: int = 256) -> np.ndarray:
 
 
 def image_rng(seed: int, name: str, difficulty: int, index: int) -> np.random.Generator:
-    """The generator of one (perturbation, difficulty, image index) cell."""
-    key = (200 + _INDEX[name], int(difficulty), int(index))
-    return np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key))
-    )
+    """The generator of one (perturbation, difficulty, image index) cell, keyed by name."""
+    if name not in PERTURBATIONS:
+        raise KeyError(f"unknown perturbation {name!r}; expected one of {list(PERTURBATIONS)}")
+    return np.random.default_rng(derive_seed(f"imagenet-p/{name}", int(seed), int(difficulty), int(index)))
 
 
 def imagenet_p_sequences(
@@ -478,7 +481,7 @@ def build_imagenet_p_folder(
         "video_format": format,
         "encoding": encoding,
         "seed": int(seed),
-        "seeding": "SeedSequence(seed, spawn_key=(200 + perturbation index, difficulty, image index))",
+        "seeding": SEEDING,
         "resize": int(resize),
         "crop": int(crop),
         "names": names,
@@ -486,7 +489,5 @@ def build_imagenet_p_folder(
         "n_images": len(items),
         "files": {},
     }
-    atomic_write_bytes(
-        manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
-    )
+    io.write_bytes(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
     return {**manifest, "out_dir": str(root), "seconds": time.perf_counter() - t0}

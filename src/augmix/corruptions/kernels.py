@@ -19,6 +19,7 @@ __all__ = [
     "PIL_PRECISION_BITS",
     "SHOT_BINS",
     "ZOOM_BLUR_FACTORS",
+    "channel_means",
     "clipped_zoom_matrix",
     "cv_affine_from_points",
     "elastic_source_points",
@@ -81,6 +82,23 @@ def shot_level_tables(c: int) -> tuple[np.ndarray, np.ndarray]:
     guide = guide.reshape(-1)
     guide.setflags(write=False)
     return cdf, guide
+
+
+# ----------------------------------------------------------------------------------------------
+# contrast: the per-channel means
+
+
+def channel_means(images: np.ndarray) -> np.ndarray:
+    """np.mean(images / 255.0, axis=(1, 2)) bit for bit, (N, 3) float64, about 4x faster.
+
+    NumPy sums this strided reduction sequentially in pixel order; so does add.reduce over
+    axis 0 of the pixel-major layout, which we get cheaply by transposing 3-byte pixels. The
+    torch path uses these host means too: a device reduction sums in another order (torch's CPU
+    sum cascades, CUDA's is a tree), which flipped a few output levels."""
+    n, h, w, ch = images.shape
+    pix = np.ascontiguousarray(images).reshape(n, h * w, ch).view(f"V{ch}")[..., 0]
+    xt = np.ascontiguousarray(pix.T).view(np.uint8).reshape(h * w, n * ch) / 255.0
+    return (np.add.reduce(xt, axis=0) / (h * w)).reshape(n, ch)
 
 
 # ----------------------------------------------------------------------------------------------

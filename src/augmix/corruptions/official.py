@@ -1,6 +1,6 @@
 """The released CIFAR-10-C / CIFAR-100-C archives (Zenodo), fetched or accepted offline, verified.
 
-Facts from spec corruptions.md §7.1-7.2: Zenodo records 2535967 (CIFAR-10-C.tar) and 3555552
+Facts (docs/corruptions.md, "Released files"): Zenodo records 2535967 (CIFAR-10-C.tar) and 3555552
 (CIFAR-100-C.tar); sizes and SHA-256 from tensorflow/datasets `url_checksums/cifar10_corrupted.txt`
 and `cifar100_corrupted.txt`. Extraction gives `<dest>/CIFAR-10-C/<corruption>.npy` + `labels.npy`,
 the same layout `build.build_c_set` writes.
@@ -8,7 +8,6 @@ the same layout `build.build_c_set` writes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -18,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from augmix import io
 
 from .functions import ALL_CORRUPTIONS
 
@@ -44,14 +45,6 @@ OFFICIAL = {
 _DONE = ".complete"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_archive(path: Path, *, sha256: str, size: int | None) -> None:
     """Raise ValueError unless the file has the expected size (when given) and SHA-256."""
     actual_size = path.stat().st_size
@@ -59,7 +52,7 @@ def verify_archive(path: Path, *, sha256: str, size: int | None) -> None:
         raise ValueError(
             f"{path}: size {actual_size} bytes, expected {size}; the file is incomplete or wrong"
         )
-    digest = _file_sha256(path)
+    digest = io.file_digest(path, "sha256")
     if digest != sha256:
         raise ValueError(
             f"{path}: SHA-256 {digest}, expected {sha256}; delete it and fetch again"
@@ -69,29 +62,16 @@ def verify_archive(path: Path, *, sha256: str, size: int | None) -> None:
 def _download(
     url: str, target: Path, progress: Callable[[int, int], None] | None
 ) -> None:
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
-    try:
-        with urllib.request.urlopen(url) as resp, os.fdopen(fd, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0)
-            done = 0
-            while True:
-                block = resp.read(1 << 22)
-                if not block:
-                    break
-                out.write(block)
-                done += len(block)
-                if progress is not None:
-                    progress(done, total)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Stream `url` into `target` through an atomic file (a killed download leaves no `target`)."""
+    with urllib.request.urlopen(url) as resp, io.AtomicFile(target, algorithm=None) as out:
+        total = int(resp.headers.get("Content-Length") or 0)
+        done = 0
+        while block := resp.read(1 << 22):
+            out.write(block)
+            done += len(block)
+            if progress is not None:
+                progress(done, total)
+        out.commit()
 
 
 def _safe_extract(archive: Path, dest: Path, folder: str) -> Path:

@@ -32,9 +32,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from augmix import io
 from augmix.memory import keep_freed_memory
+from augmix.rng import derive_seed
 
-from .build import CHUNK, MANIFEST, atomic_save_npy, atomic_write_bytes
+from .build import CHUNK, MANIFEST
 from .functions import _spatter_water_mask, clipped_zoom_matrix, hsv_to_rgb, rgb_to_hsv
 from .imagemagick import motion_blur_im
 
@@ -671,7 +673,9 @@ CIFAR_P_EVAL = (
     "scale",
 )
 SEQUENCE_LENGTHS = {name: sequence_length(name, "cifar") for name in PERTURBATIONS}
-_INDEX = {name: i for i, name in enumerate(PERTURBATIONS)}
+# 2: cells seeded by perturbation name (1 by position in PERTURBATIONS)
+FORMAT_VERSION = 2
+SEEDING = "numpy default_rng(augmix.rng.derive_seed('cifar-p/<perturbation>', seed, difficulty, cell)) per cell of CHUNK images"
 
 
 def perturb(
@@ -732,10 +736,7 @@ def build_p_set(
     for name in names:
         parts = []
         for k, start in enumerate(range(0, images.shape[0], CHUNK)):
-            seq = np.random.SeedSequence(
-                int(seed), spawn_key=(100 + _INDEX[name], int(difficulty), k)
-            )
-            rng = np.random.Generator(np.random.PCG64(seq))
+            rng = np.random.default_rng(derive_seed(f"cifar-p/{name}", int(seed), int(difficulty), k))
             parts.append(
                 PERTURBATIONS[name](
                     images[start : start + CHUNK], rng, difficulty=difficulty
@@ -748,7 +749,7 @@ def build_p_set(
         )
         file = p_file_name(name, difficulty)
         files[file] = {
-            "sha256": atomic_save_npy(out / file, arr),
+            "sha256": io.write_npy_digest(out / file, arr),
             "shape": list(arr.shape),
             "dtype": "uint8",
         }
@@ -756,7 +757,8 @@ def build_p_set(
             progress(name)
     manifest = {
         "format": "cifar-p",
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
+        "seeding": SEEDING,
         "seed": int(seed),
         "chunk": CHUNK,
         "difficulty": int(difficulty),
@@ -764,7 +766,5 @@ def build_p_set(
         "n_images": int(images.shape[0]),
         "files": files,
     }
-    atomic_write_bytes(
-        manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
-    )
+    io.write_bytes(manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode())
     return {**manifest, "out_dir": str(out), "seconds": time.perf_counter() - t0}

@@ -9,8 +9,8 @@ imports neither `functions` nor anything that imports it.
 The arithmetic is the reference's (float64 where it is float64, float32 where it is float32), and
 the draws are the NumPy path's (the same per-image keys and streams), so the results equal the
 NumPy path: bit for bit on CPU torch for every corruption here; on CUDA up to float summation order
-in the reductions, filters and matrix products (contrast's mean, the blurs, snow's zoom: rare
-one-level truncation flips) and up to the last bit of the normals' log/cos. JPEG stays on the CPU
+in the filters and matrix products (the blurs, snow's zoom: rare one-level truncation flips) and up
+to the last bit of the normals' log/cos. JPEG stays on the CPU
 codec on every device (nvJPEG is opt-in: it does not subsample chroma as the reference does).
 """
 
@@ -27,6 +27,7 @@ from .kernels import (
     HSV_PICK3,
     PIL_PRECISION_BITS,
     SHOT_BINS,
+    channel_means,
     clipped_zoom_matrix,
     cv_affine_from_points,
     elastic_source_points,
@@ -360,9 +361,10 @@ def _finish_t(x: torch.Tensor) -> torch.Tensor:
 
 
 def contrast(images, c, device):
-    """(x - m) * c + m, m the per-channel spatial mean (torch's reduction order)."""
+    """(x - m) * c + m, m the per-channel spatial mean in NumPy's summation order (computed on the
+    host: kernels.channel_means), so every device gives the NumPy path's bytes."""
     x = _unit(images, device)
-    m = x.mean(dim=(1, 2), keepdim=True)
+    m = torch.from_numpy(channel_means(images)).to(device)[:, None, None, :]
     return _finish((x - m) * c + m)
 
 
