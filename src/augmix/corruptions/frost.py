@@ -1,6 +1,6 @@
 """Frost textures: located in the `imagecorruptions` 1.1.2 package data, verified, cached.
 
-The six images are not in our repository (their licence is unclear, spec corruptions.md §9). They
+The six images are not in our repository (their licence is unclear; docs/corruptions.md). They
 are read from the installed wheel of `imagecorruptions` 1.1.2 (folder `imagecorruptions/frost/`,
 byte-identical to hendrycks/robustness `ImageNet-C/create_c/`), located without importing the
 package (its import fails on NumPy 2), and verified by SHA-256 before use.
@@ -25,7 +25,7 @@ __all__ = [
     "load_frost_textures",
 ]
 
-# SHA-256 of the files in imagecorruptions 1.1.2 (MD5 prefixes agree with spec corruptions.md §9).
+# SHA-256 of the files in imagecorruptions 1.1.2 (byte-identical to hendrycks/robustness's copies).
 FROST_SHA256 = {
     "frost1.png": "ff9f907860bd7a835d459e32f9d588062b7f61ee267343cc7222b56753a14755",
     "frost2.png": "fe211a89b336999c207a852ce05818d4545d0b57c5beadd824b4cc9d9a9b6137",

@@ -42,13 +42,11 @@ from .frost import load_frost_textures
 from .imagemagick import motion_blur_im
 from .kernels import (
     HSV_PICK3,
-    PIL_PRECISION_BITS,
     SHOT_BINS,
     clipped_zoom_matrix,
     channel_means,
     cv_affine_from_points,
     elastic_source_points,
-    pil_box_matrix,
     shot_level_tables,
     torch_device_type,
     zoom_factors,
@@ -1048,27 +1046,6 @@ def elastic_transform(
     return _finish_temp(map_coordinates_reflect(x, rows, cols))
 
 
-def _pil_resample_pass(x: np.ndarray, mat: np.ndarray, axis: int) -> np.ndarray:
-    # float64 GEMM on integers below 2**53 is exact, so this is Pillow's integer arithmetic.
-    acc = np.moveaxis(
-        np.moveaxis(x, axis, -1).astype(np.float64) @ mat.T.astype(np.float64), -1, axis
-    )
-    acc = np.floor((acc + (1 << (PIL_PRECISION_BITS - 1))) / (1 << PIL_PRECISION_BITS))
-    return np.clip(acc, 0, 255).astype(np.uint8)
-
-
-def pil_box_resize(images: np.ndarray, size: int) -> np.ndarray:
-    """Pillow `resize((size, size), BOX)` of uint8 (N, H, W, C): horizontal pass, then vertical,
-    each rounded to uint8, as Pillow does."""
-    _, h, w, _ = images.shape
-    x = images
-    if size != w:
-        x = _pil_resample_pass(x, pil_box_matrix(w, size), axis=2)
-    if size != h:
-        x = _pil_resample_pass(x, pil_box_matrix(h, size), axis=1)
-    return x
-
-
 def pixelate(images, severity, rng=None, *, table="cifar", draws=None, device=None):
     """Pillow BOX resize to floor(size * c), then BOX back. Deterministic."""
     c = _select(
@@ -1110,8 +1087,8 @@ def _pil_box_height(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def pil_box_resize_batched(images: np.ndarray, size: int) -> np.ndarray:
-    """Same result as `pil_box_resize` (Pillow `resize((size, size), BOX)` per uint8 RGB image:
-    horizontal pass, then vertical), computed by Pillow itself on two large images (~4x faster)."""
+    """Pillow `resize((size, size), BOX)` of every uint8 RGB image (horizontal pass, then vertical),
+    computed by Pillow itself on two large images (~4x faster than one call per image)."""
     return _pil_box_height(_pil_box_width(images, size), size)
 
 

@@ -3,7 +3,7 @@
 The reference (hendrycks/robustness `ImageNet-C/create_c/make_cifar_c.py`, `motion_blur` and `snow`)
 calls `MagickMotionBlurImage` through Wand with a PNG round trip. This module restates the algorithm
 of ImageMagick6 `magick/effect.c` (`GetMotionBlurKernel`, `MotionBlurImageChannel`) and
-`magick/gem.c` (`GetOptimalKernelWidth1D`) as described in spec corruptions.md §2.4, batched over
+`magick/gem.c` (`GetOptimalKernelWidth1D`) (summarised in docs/corruptions.md), batched over
 images with one angle per image. Checked pixel for pixel against ImageMagick 6 Q16 (see
 tests/test_corruptions_imagemagick.py and tests/fixtures/corruptions/).
 """

@@ -1,4 +1,4 @@
-"""ImageNet-P: perturbation videos of ImageNet validation images (spec corruptions.md §8.2, §8.3).
+"""ImageNet-P: perturbation videos of ImageNet validation images, in the released layout.
 
 Restates the build of hendrycks/robustness `ImageNet-P/create_p/make_imagenet_p.py`: every
 validation image is resized so its shorter side is 256 (PIL bilinear, then converted to RGB), the

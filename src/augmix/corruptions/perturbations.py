@@ -1,4 +1,4 @@
-"""CIFAR-10-P / CIFAR-100-P and ImageNet-P perturbation sequences (spec corruptions.md §8).
+"""CIFAR-10-P / CIFAR-100-P and ImageNet-P perturbation sequences.
 
 Restates the blocks of hendrycks/robustness `ImageNet-P/create_p/make_cifar_p.py` and
 `make_imagenet_p.py` (all but one block is commented out in each and they were toggled by hand).
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------------------------------
-# parameter tables (spec corruptions.md §8.2)
+# parameter tables (make_cifar_p.py and make_imagenet_p.py, one block per perturbation)
 
 # Per table and perturbation: "frames" is T; list-valued entries give one value per frame i = 0..T-1
 # (zoom_blur: per frame 1..30, frame 0 is clean); noise entries map difficulty 1/2/3 (the released
