@@ -1,11 +1,15 @@
 """CIFAR-10-C / CIFAR-100-C / ImageNet-C corruptions and CIFAR-10-P perturbations.
 
 Batched, seeded re-implementations of hendrycks/robustness `ImageNet-C/create_c/make_cifar_c.py`,
-`make_imagenet_c.py` and `ImageNet-P/create_p/make_cifar_p.py` (spec corruptions.md).
+`make_imagenet_c.py` and `ImageNet-P/create_p/make_cifar_p.py` (quirks and sources:
+docs/corruptions.md).
 
-Modules: `functions` (the 19 corruptions and their severity tables), `imagemagick` (motion blur
-without ImageMagick), `frost` (verified frost textures), `torch_backend` (device paths),
-`perturbations` (-P sequences), `build` (writers), `official` (Zenodo archives), `bench`.
+Modules: `functions` (the 19 corruptions and their severity tables; the NumPy path),
+`torch_backend` (the device path of the same corruptions), `kernels` (operators and tables both
+paths share; imports neither), `draws` (every corruption's random draws, keyed per image),
+`imagemagick` (motion blur without ImageMagick), `frost` (verified frost textures), `cbar` (the -C-bar
+corruptions), `perturbations` and `imagenet_p` (-P sequences), `build` (writers), `official` (Zenodo
+archives), `bench`.
 """
 
 from .build import build_c_set, build_imagenet_c_folder, is_complete
