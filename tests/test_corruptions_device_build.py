@@ -290,3 +290,20 @@ def test_host_pieces_is_one_copy_of_equal_pieces():
     assert [p.tolist() for p in out] == [p.tolist() for p in pieces]
     assert out[1].untyped_storage().data_ptr() == out[2].untyped_storage().data_ptr()
     assert host_pieces([]) == []
+
+
+def test_imagenet_folder_is_the_same_on_every_path(tmp_path):
+    """The ImageNet-C folder builder takes the same device choice; the torch path writes the
+    NumPy path's JPEG files (the same corrupted pixels, then the same q85 encoder)."""
+    imgs = synthetic_images(3, size=224, seed=2)
+    wnids, files = ["n01", "n02", "n01"], ["a.JPEG", "b.JPEG", "c.JPEG"]
+    names = ["shot_noise", "glass_blur", "contrast", "elastic_transform"]
+    kw = {"names": names, "severities": (2,), "seed": "imagenet"}
+    a = B.build_imagenet_c_folder(imgs, wnids, files, tmp_path / "numpy", device="cpu", **kw)
+    b = B.build_imagenet_c_folder(imgs, wnids, files, tmp_path / "torch", device=TORCH_CPU, **kw)
+    assert a["written"] == b["written"] == 12 and (a["backend"], b["backend"]) == ("numpy", "torch")
+    assert a["seed"] == "imagenet" and a["seeding"] == B.SEEDING
+    for name in names:
+        for wnid, f in zip(wnids, files):
+            rel = f"{name}/2/{wnid}/{f}"
+            assert (tmp_path / "numpy" / rel).read_bytes() == (tmp_path / "torch" / rel).read_bytes(), rel
