@@ -98,9 +98,19 @@ class ImageNetSource(Section):
     c_dir: str  # official ImageNet-C: <c_dir>/<corruption>/<severity>/<class>/*.JPEG ("" = not set)
 
 
-DatasetSource = Annotated[Union[CifarSource, DigitsSource, ImageNetSource], Field(discriminator="source")]
+class OwnSource(Section):
+    """Your own images: `folder` = <path>/train/<class>/* and <path>/test/<class>/*; `npz` = a file with
+    x_train, y_train, x_test, y_test. Stored in CIFAR's format and corrupted, trained and evaluated as
+    CIFAR is (src/augmix/owndata.py)."""
+
+    source: Literal["folder", "npz"]
+    path: Name
+    size: Literal[32]  # side in pixels: CIFAR's on-disk format and the -C severity tables are 32 px
+
+
+DatasetSource = Annotated[Union[CifarSource, DigitsSource, ImageNetSource, OwnSource], Field(discriminator="source")]
 FOLDER_SOURCES = ("imagenet",)  # streamed from an image folder: jobs come from the imagenet section
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}  # by source
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}  # by source (own data: its folders)
 
 
 # ---- recipes -----------------------------------------------------------------------------------

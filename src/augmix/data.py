@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from augmix import owndata
 from augmix.errors import DataError
 from augmix.io import atomic_dir, file_digest
 
@@ -169,6 +170,15 @@ def class_names(dataset_dir: str | Path) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else n for n in names]
 
 
+def num_classes(dataset_dir: str | Path) -> int:
+    """Classes of a prepared dataset: CIFAR-format label names, or an image folder's train classes."""
+    index = Path(dataset_dir) / "imagenet.json"
+    if index.is_file():
+        train = Path(json.loads(index.read_text())["dir"]) / "train"
+        return sum(1 for p in train.iterdir() if p.is_dir())
+    return len(class_names(dataset_dir))
+
+
 def write_cifar10_format(
     folder: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], names: list[str]
 ) -> None:
@@ -261,9 +271,16 @@ def _prepare_imagenet(name: str, entry: Any, out: Path, root: Path, download: bo
     return out
 
 
+def _prepare_own(name: str, entry: Any, out: Path, root: Path, download: bool) -> Path:
+    train, test, classes = owndata.READERS[entry.source](Path(entry.path), f"datasets.{name}.path")
+    with atomic_dir(out) as tmp:
+        write_cifar10_format(tmp / f"{name}-batches-py", train, test, classes)
+    return out
+
+
 # datasets.<name>.source -> how `augmix download` makes data/raw/<name>
 PREPARE = {"cifar10": _prepare_cifar, "cifar100": _prepare_cifar, "digits": _prepare_digits,
-           "imagenet": _prepare_imagenet}
+           "imagenet": _prepare_imagenet, "folder": _prepare_own, "npz": _prepare_own}
 
 
 def prepare(name: str, entry: Any, root: str | Path, *, download: bool) -> Path:

@@ -104,4 +104,4 @@ class FolderSource:
 
 # datasets.<name>.source -> its training source
 SOURCES = {"cifar10": TensorSource.load, "cifar100": TensorSource.load, "digits": TensorSource.load,
-           "imagenet": FolderSource}
+           "folder": TensorSource.load, "npz": TensorSource.load, "imagenet": FolderSource}

@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from augmix import io
-from augmix.config import FOLDER_SOURCES, NUM_CLASSES
+from augmix.config import FOLDER_SOURCES
+from augmix.data import num_classes
 from augmix.device import pick_device
 from augmix.errors import ConfigError
 from augmix.jobs import Job
@@ -213,7 +214,7 @@ def train(
     sizes = {"image_size": params.imagenet.image_size, "resize": params.imagenet.resize} if folder else {}
     data = SOURCES[source](Run(seed, entry, hp, params.runtime.eval_batch_size, params.runtime.workers), raw_dir,
                            device, max_train=params.subset.train, max_test=params.subset.test,
-                           num_classes=NUM_CLASSES[source], **sizes)
+                           num_classes=num_classes(raw_dir), **sizes)
 
     torch.manual_seed(seed)  # initial weights (REF seeds torch with 1)
     model = build_model(arch, data.num_classes).to(device)

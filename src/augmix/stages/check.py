@@ -29,6 +29,12 @@ def problems(params: Params) -> list[str]:
         if name not in corruptions.PERTURBATIONS:
             out.append(f"corruptions.perturbations[{i}]: unknown perturbation {name!r} "
                        f"(known: {', '.join(corruptions.PERTURBATIONS)})")
+    used = {*params.grid.datasets, *(params.ablation.datasets if params.ablation.methods else [])}
+    for name in sorted(used):
+        entry = params.datasets[name]
+        if entry.source in ("folder", "npz") and not Path(entry.path).exists():
+            out.append(f"datasets.{name}.path: {entry.path} not found (your {entry.source} dataset: see the "
+                       f"README, 'Your own data')")
     for name in params.imagenet.datasets:
         entry = params.datasets[name]
         if entry.source in FOLDER_SOURCES and entry.dir and not Path(entry.dir).is_dir():

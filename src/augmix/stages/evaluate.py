@@ -12,9 +12,9 @@ import torch
 
 from augmix import evaluate, imagenet, layout
 from augmix.checkpoints import load_checkpoint
-from augmix.config import FOLDER_SOURCES, NUM_CLASSES, Params
-from augmix.data import load_split
-from augmix.errors import DataError
+from augmix.config import FOLDER_SOURCES, Params
+from augmix.data import load_split, num_classes
+from augmix.errors import ConfigError, DataError
 from augmix.jobs import Job
 from augmix.stages.common import check_dataset, check_inputs, job_run, provenance
 from augmix.stages.corrupt import check_names
@@ -35,11 +35,16 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, mode
         raise DataError(f"model {model_path} not found: run `augmix train --dataset {dataset} --arch {arch} "
                         f"--method {method} --seed {seed}` first, or pass --checkpoint")
     check_inputs(params, dataset)
-    source = params.datasets[dataset].source
-    loaded = load_checkpoint(model_path, arch=arch, dataset=dataset, num_classes=NUM_CLASSES[source],
+    loaded = load_checkpoint(model_path, arch=arch, dataset=dataset,
+                             num_classes=num_classes(layout.raw(params.data.root, dataset)),
                              format=format, device=pick_device(params.runtime.device), sha256=sha256)
     if model_path.name != "model.pt" or loaded.format != "augmix":
         print(f"[evaluate] {model_path}: {loaded.format} format, {loaded.arch}, {loaded.num_classes} classes", flush=True)
+    if params.datasets[dataset].source not in FOLDER_SOURCES:
+        n_test = len(load_split(layout.raw(params.data.root, dataset), "test", params.subset.test)[1])
+        if n_test < params.eval.calib_bin_size:
+            raise ConfigError(f"eval.calib_bin_size: {params.eval.calib_bin_size} exceeds the {n_test} test images of "
+                              f"{dataset}; the calibration error needs at least one bin (lower it)")
     job = Job(stage, dataset, arch, method, seed)
     identity = {**job.identity(), "model": label}
     with job_run(params, job) as (p, tracked):
