@@ -26,6 +26,18 @@ from augmix.corruptions.official import OFFICIAL, fetch_official_cifar_c
 NAMES = ["gaussian_noise", "glass_blur", "contrast"]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Torch's CPU kernels (the device path, zoom blur, the normals) on one thread: on a busy
+    two-core machine its second thread waits on other processes and these tests slow down tenfold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def data():
     imgs = synthetic_images(12, seed=4)
