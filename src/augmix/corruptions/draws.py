@@ -9,7 +9,7 @@ in `augmix.rng` (the CPU path), `TorchDraws` with the torch functions on the key
 and integer draws are equal bit for bit between the two, normals up to the last bit of log/cos
 (see docs/corruptions.md, "Randomness").
 
-The key of a build's cell is `corruption_keys(seed, name, severity, index)`: SampleKeys whose seed
+The keys of a build's batch are `corruption_keys(seed, name, severity, index)`: SampleKeys whose seed
 folds (seed or dataset name, corruption name, severity) through `augmix.rng.derive_seed`, with the
 image index as the sample index, so renaming, inserting or reordering other corruptions changes
 nothing here.
@@ -38,8 +38,8 @@ __all__ = [
 
 
 def corruption_keys(seed: int | str, name: str, severity: int, index, device=None) -> R.SampleKeys:
-    """Per-image keys of a corruption cell: seed is the build's base seed (an int) or a dataset
-    name; `index` the images' indices in the dataset (a range, array or tensor)."""
+    """Per-image keys of a batch of one corruption: seed is the build's base seed (an int) or a
+    dataset name; `index` the images' indices in the dataset (a range, array or tensor)."""
     if isinstance(seed, str):
         key = R.derive_seed(f"corrupt/{seed}/{name}", int(severity))
     else:

@@ -439,7 +439,7 @@ def pixelate(images, small, device):
 
 
 def host_pieces(pieces: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The 1-D tensors `pieces` on the host, copied in one transfer: one sync per cell instead of
+    """The 1-D tensors `pieces` on the host, copied in one transfer: one sync per batch instead of
     one per image (8192 at 32x32). The results are views of that one copy, equal to the pieces."""
     sizes = [int(p.numel()) for p in pieces]
     return list(torch.cat(pieces).cpu().split(sizes)) if pieces else []
