@@ -8,10 +8,9 @@ mutable module global, `IMAGE_SIZE`).
 
 The tensor twins act on a uint8 batch (n, 3, H, W) with one parameter per image, vectorised:
 the pixel ops reproduce Pillow's integer arithmetic exactly, translations (integer pixels) are
-exact shifts, and rotate and the shears follow Pillow's output-to-input mapping with float32
-bilinear weights, agreeing with Pillow up to one grey level (stated tolerance and checks in
-tests/test_ops.py). Rotate uses `grid_sample`; on the CPU the shears use two gathers per
-pixel (a shear moves whole rows or columns), elsewhere `grid_sample` too.
+exact shifts, and rotate and the shears repeat Pillow's float64 bilinear arithmetic operation by
+operation (see "warps" below), so they equal Pillow bit for bit on every device (tests/test_ops.py
+checks every angle and the shears over the whole level range).
 
 Fill: the area a geometric op uncovers is black (0), as in the committed reference. The code that
 trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6 and §9.3) passes `fillcolor=128` to
@@ -30,13 +29,14 @@ elementwise passes per element.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageEnhance, ImageOps
 
 PARAMETER_MAX = 10  # the severity scale runs 1..10 (REF augment_and_mix.py docstring)
@@ -49,16 +49,25 @@ def sample_level(severity: float, rng: np.random.Generator) -> float:
     return float(rng.uniform(0.1, severity))
 
 
+def _per_ten(x):
+    """x / 10 as Python divides. A tensor is divided by a tensor: CUDA divides a tensor by a
+    Python number as a multiplication by its reciprocal (ATen BinaryDivTrueKernel.cu), which can
+    land one ulp off, and int_parameter's truncation would then drop a whole step."""
+    if isinstance(x, torch.Tensor):
+        return x / torch.tensor(float(PARAMETER_MAX), dtype=x.dtype, device=x.device)
+    return x / PARAMETER_MAX
+
+
 def int_parameter(level, maxval):
     """floor(level * maxval / 10); REF uses int(), equal to floor because level > 0."""
     if isinstance(level, torch.Tensor):
-        return torch.trunc(level * maxval / PARAMETER_MAX)
-    return int(level * maxval / PARAMETER_MAX)
+        return torch.trunc(_per_ten(level * maxval))
+    return int(_per_ten(level * maxval))
 
 
 def float_parameter(level, maxval):
     """level * maxval / 10 (REF `float_parameter`)."""
-    return level * maxval / PARAMETER_MAX
+    return _per_ten(level * maxval)
 
 
 # Level -> op parameter (before the sign), shared by the PIL and tensor paths so the two use
@@ -382,18 +391,63 @@ def t_sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _blend(_smooth(x), x, factor)
 
 
+# ----------------------------------------------------------------------------- warps
+# Rotate and the shears sample between pixels. Pillow sends a bilinear affine transform to its
+# generic engine (python-pillow/Pillow src/libImaging/Geometry.c: ImagingTransformAffine ->
+# ImagingGenericTransform with affine_transform and bilinear_filter32RGB), which computes, in
+# double, for output pixel (x, y):
+#   xin = a (x + 0.5) + b (y + 0.5) + c,  yin = d (x + 0.5) + e (y + 0.5) + f  (left to right);
+#   a source point outside [0, W) x [0, H) gets the fill colour whole (no blend at the border);
+#   else xin -= 0.5, yin -= 0.5, x0 = floor(xin), dx = xin - x0 (the same for y), and with the
+#   four neighbours p00 p01 / p10 p11 of (x0, y0), coordinates clamped to the image,
+#   v1 = p00 + (p01 - p00) dx,  v2 = p10 + (p11 - p10) dx,  v = v1 + (v2 - v1) dy,
+#   truncated to uint8.
+# The tensor warps repeat those float64 operations one by one in that order (separate multiplies
+# and adds: torch.lerp and addcmul may fuse a multiply-add and round once), so they equal Pillow
+# bit for bit on every device. The clamped neighbours and the fill are read from a canvas: the
+# image with its edge pixels repeated around it, then a tail of fill colour that every tap of
+# an outside pixel points at (no mask pass).
+
+
+@functools.lru_cache(maxsize=8)
+def _rotation_table(image_size: int) -> torch.Tensor:
+    """(360, 6) float64: Image.rotate's matrix for each whole angle 0..359 (_pillow_rotation)."""
+    return torch.tensor([_pillow_rotation(float(d), image_size) for d in range(360)], dtype=torch.float64)
+
+
+def _pillow_rotation(degrees: float, image_size: int) -> tuple[float, ...]:
+    """Image.rotate(degrees)'s affine data for a square image (PIL/Image.py rotate: no centre,
+    translate or expand), in Python floats as Pillow computes it: the angle taken mod 360, cos and
+    sin of -radians rounded to 15 decimals, the centre's offsets summed left to right."""
+    angle = -math.radians(degrees % 360.0)
+    a, b = round(math.cos(angle), 15), round(math.sin(angle), 15)
+    d, e = round(-math.sin(angle), 15), round(math.cos(angle), 15)
+    centre = image_size / 2
+    return (a, b, a * -centre + b * -centre + 0.0 + centre,
+            d, e, d * -centre + e * -centre + 0.0 + centre)  # fmt: skip
+
+
+def _rotation_matrices(v: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Whole degrees (every AugMix draw) take Pillow's matrix from _rotation_table, bit for bit.
+    Other angles (and NaN, which the shared CUDA warp passes for rows of other ops) use torch's
+    cos and sin without the decimal rounding: within a few ulp of Pillow's matrix, not equal."""
+    whole = torch.isfinite(v) & (v == v.round())
+    table = _rotation_table(image_size).to(v.device)
+    exact = table[torch.where(whole, v, 0.0).remainder(360.0).long()]
+    ang = v.remainder(360.0) * (-math.pi / 180.0)
+    a, b = torch.cos(ang), torch.sin(ang)
+    centre = image_size / 2
+    c = a * -centre + b * -centre + centre
+    f = (-b) * -centre + a * -centre + centre
+    return torch.where(whole[:, None], exact, torch.stack([a, b, c, -b, a, f], 1))
+
+
 def affine_matrices(name: str, v: torch.Tensor, image_size: int) -> torch.Tensor:
     """(n, 6) float64 PIL affine data (a, b, c, d, e, f): output (x, y) -> input position."""
     v = v.double()
-    one, zero = torch.ones_like(v), torch.zeros_like(v)
     if name == "rotate":
-        # Image.rotate: angle = -radians(deg) about the centre (w/2, h/2), no expand.
-        ang = -v * (math.pi / 180.0)
-        a, b = torch.cos(ang), torch.sin(ang)
-        cx = cy = image_size / 2.0
-        c = a * (-cx) + b * (-cy) + cx
-        f = (-b) * (-cx) + a * (-cy) + cy
-        return torch.stack([a, b, c, -b, a, f], 1)
+        return _rotation_matrices(v, image_size)
+    one, zero = torch.ones_like(v), torch.zeros_like(v)
     table = {
         "shear_x": (one, v, zero, zero, one, zero),
         "shear_y": (one, zero, zero, v, one, zero),
@@ -403,141 +457,207 @@ def affine_matrices(name: str, v: torch.Tensor, image_size: int) -> torch.Tensor
     return torch.stack(table[name], 1)
 
 
-GEOMETRIC_EPS = 1e-3  # nudge before truncation so exact-integer PIL results survive float32
+# Images per chunk of the warps: about this many values (channels x pixels) per chunk, so that
+# the float64 temporaries stay in the caches on a CPU (measured with one thread, 32 and 224 px:
+# 2^17 to 2^18 is best; one pass over 1024 32x32 images takes ~3x longer). Other devices take
+# far larger chunks.
+WARP_CHUNK_VALUES = {"cpu": 1 << 17}
+WARP_CHUNK_VALUES_OTHER = 1 << 25
 
-# Rotate and the shears sample between pixels. PIL (libImaging Geometry.c, bilinear filter)
-# maps output pixel (x, y) to the input point q = A (x + 0.5, y + 0.5) + t in float64; a point
-# outside [0, W) x [0, H) is black (or the whole fill colour: no blend); otherwise, with q' = q - 0.5, the four pixels around
-# floor(q') (coordinates clamped to the image) are mixed as lerp(lerp(p00, p01, dx),
-# lerp(p10, p11, dx), dy) and truncated (augmix.md §3). The tensor versions interpolate in
-# float32, so a value can differ from Pillow's by one grey level (tolerance in
-# tests/test_ops.py).
-
-
-def _trunc_uint8(v: torch.Tensor) -> torch.Tensor:
-    """float32 values in [0, 255] -> uint8 by truncation, as Pillow's (UINT8) cast, after the
-    GEOMETRIC_EPS nudge (in place on v). Through int32: torch's direct float -> uint8 cast is
-    several times slower on CPU (measured)."""
-    return v.add_(GEOMETRIC_EPS).to(torch.int32).to(torch.uint8)
+_CPU_SCRATCH = threading.local()
 
 
-def _grid_and_mask(mats: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For PIL matrices (u, 6) float64: grid_sample's normalised grid (u, H, W, 2) float32
-    (align_corners=False has PIL's pixel-centre convention) and the inside mask (u, H, W)
-    uint8, both from float64 input coordinates as PIL computes them."""
-    dev = mats.device
-    xs = torch.arange(w, device=dev, dtype=torch.float64) + 0.5
-    ys = torch.arange(h, device=dev, dtype=torch.float64) + 0.5
-    grid = torch.empty(len(mats), h, w, 2, device=dev)
-    inside = torch.ones(len(mats), h, w, device=dev)
-    for k, size in enumerate((w, h)):
-        p, q, r = mats[:, 3 * k], mats[:, 3 * k + 1], mats[:, 3 * k + 2]
-        coord = (p[:, None] * xs)[:, None, :] + (q[:, None] * ys + r[:, None])[:, :, None]
-        torch.mul(coord, 2.0 / size, out=grid[..., k]).sub_(1.0)
-        # inside iff 0 <= floor(coord) <= size - 1, as 0/1 products: clamps are much cheaper
-        # than float comparisons on CPU (measured)
-        fl = coord.floor_().float()
-        inside.mul_((fl + 1).clamp_(0, 1)).mul_((size - fl).clamp_(0, 1))
-    return grid, inside.to(torch.uint8)
+def _chunks(x: torch.Tensor) -> list[slice]:
+    n, c, h, w = x.shape
+    step = max(1, WARP_CHUNK_VALUES.get(x.device.type, WARP_CHUNK_VALUES_OTHER) // (c * h * w))
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
 
 
-def _fill_outside(out: torch.Tensor, inside: torch.Tensor, fill) -> torch.Tensor:
-    """Give the pixels where the uint8 0/1 mask `inside` (broadcast to out) is 0 the colour of
-    `fill` (fill_colour of an int, or of a (n,) tensor: one per image), in place. out must already
-    be 0 there, as PIL sets such a pixel to the fill colour whole. Fill 0 leaves out untouched."""
+def _scratch(like: torch.Tensor, name: str, shape: tuple[int, ...], dtype) -> torch.Tensor:
+    """An uninitialised tensor for a warp's temporaries, on like's device. On a CPU it is kept per
+    thread and name and reused by later calls (grown when too small): first touches of fresh
+    memory are page faults, which made the warps' casts several times slower per element than
+    their arithmetic (measured). Other devices' allocators cache memory already."""
+    if like.device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    kept = _CPU_SCRATCH.__dict__.setdefault("tensors", {})
+    numel = math.prod(shape)
+    if (name, dtype) not in kept or kept[name, dtype].numel() < numel:
+        kept[name, dtype] = torch.empty(numel, dtype=dtype)
+    return kept[name, dtype][:numel].view(shape)
+
+
+def _tail(h: int, w: int) -> int:
+    """Where the fill tail of a canvas starts: (H + 2) (W + 2), the padded image's size."""
+    return (h + 2) * (w + 2)
+
+
+def _canvas(x: torch.Tensor, fill) -> torch.Tensor:
+    """uint8 (n, c, (H + 2) (W + 2) + W + 4): each plane with its edge pixels repeated one pixel
+    around it (Pillow's clamped neighbours), flattened, then W + 4 values of the fill colour
+    (fill_colour of an int, or of a (n,) tensor: one per image), so that all four taps of an
+    index _tail(H, W) read the fill."""
+    n, c, h, w = x.shape
+    canvas = _scratch(x, "canvas", (n, c, _tail(h, w) + w + 4), torch.uint8)
+    body = canvas[..., : _tail(h, w)].view(n, c, h + 2, w + 2)
+    body[..., 1 : h + 1, 1 : w + 1] = x
+    body[..., 1 : h + 1, 0] = x[..., 0]
+    body[..., 1 : h + 1, w + 1] = x[..., w - 1]
+    body[..., 0, :] = body[..., 1, :]
+    body[..., h + 1, :] = body[..., h, :]
     if isinstance(fill, torch.Tensor):
-        fill = _per(fill.to(out.device, torch.uint8))
-    elif fill == 0:
-        return out
-    colour = _fill_planes(out.shape[1], out.device) * fill
-    return out.add_((1 - inside) * colour)  # uint8: 0 or the colour, no overflow on top of 0
+        fill = fill.to(x.device, torch.uint8).reshape(-1, 1, 1)
+    canvas[..., _tail(h, w) :] = _fill_planes(c, x.device).reshape(1, c, 1) * fill
+    return canvas
 
 
-def _warp(x: torch.Tensor, grid: torch.Tensor, inside: torch.Tensor, fill=0) -> torch.Tensor:
-    """Bilinear sampling of uint8 x (n, c, H, W) at grid (n, H, W, 2), `fill` (default black)
-    where inside == 0. Border padding is PIL's clamp of the neighbours at the image edge."""
-    out = F.grid_sample(
-        x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    return _fill_outside(_trunc_uint8(out).mul_(inside[:, None]), inside[:, None], fill)
+def _floor_frac(t: torch.Tensor, t0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's t -= 0.5; t0 = floor(t); dt = t - t0, float64 (t becomes dt, t0 is written)."""
+    torch.floor(t.sub_(0.5), out=t0)
+    return t0, t.sub_(t0)
+
+
+def _outside(t: torch.Tensor, size: int, name: str) -> torch.Tensor:
+    """Pillow's test t < 0 || t >= size (before the half-pixel shift), bool."""
+    out = torch.lt(t, 0, out=_scratch(t, name, t.shape, torch.bool))
+    return out.logical_or_(torch.ge(t, size, out=_scratch(t, "ge", t.shape, torch.bool)))
+
+
+def _plan_index(t0: torch.Tensor, outside: torch.Tensor, h: int, w: int, name: str) -> torch.Tensor:
+    """Canvas index (float64 t0, small integers: exact) -> int64, _tail where outside."""
+    out = _scratch(t0, name, t0.shape, torch.int64)
+    return out.copy_(t0.masked_fill_(outside, float(_tail(h, w))))
+
+
+def _bilinear_plan(mats: torch.Tensor, h: int, w: int, name: str = "plan"):
+    """For PIL matrices (u, 6): the canvas index of each output pixel's top-left neighbour (u, H*W)
+    int64 (_tail for a source point outside the image) and the weights dx, dy (u, H*W) float64."""
+    u = len(mats)
+    xs = torch.arange(w, device=mats.device, dtype=torch.float64) + 0.5
+    ys = torch.arange(h, device=mats.device, dtype=torch.float64)[:, None] + 0.5
+    corner, weight, outside = [], [], None
+    for k, size in ((0, w), (1, h)):
+        p, q, r = (mats[:, 3 * k + i, None, None] for i in range(3))
+        t = _scratch(mats, f"{name}_d{k}", (u, h, w), torch.float64)
+        t = torch.add(p * xs, q * ys, out=t).add_(r).view(u, h * w)
+        out_k = _outside(t, size, f"{name}_out{k}")
+        outside = out_k if outside is None else outside.logical_or_(out_k)
+        t0, dt = _floor_frac(t, _scratch(mats, f"{name}_c{k}", (u, h * w), torch.float64))
+        corner.append(t0)
+        weight.append(dt)
+    index = corner[1].add_(1).mul_(w + 2).add_(corner[0]).add_(1)  # (y0 + 1)(W + 2) + x0 + 1
+    return _plan_index(index, outside, h, w, f"{name}_i"), *weight
+
+
+def _bilinear(canvas, idx, dx, dy, h: int, w: int, out: torch.Tensor) -> None:
+    """Pillow's bilinear filter on canvas taps, written into out (m, c, H, W) uint8: idx (m, H*W)
+    the top-left neighbour, dx / dy (m, H*W) float64 weights, None where a weight is exactly 0
+    (the shears: then v is v1, or the lerp of p00 and p10, bit for bit, so only two taps are
+    read)."""
+    m, c = canvas.shape[:2]
+    hw = h * w
+    u8 = _scratch(canvas, "tap_u8", (m, c, hw), torch.uint8)
+    index = _scratch(canvas, "tap_index", (m, hw), torch.int64)
+
+    def tap(k: int, offset: int) -> torch.Tensor:
+        at = torch.add(idx, offset, out=index) if offset else idx
+        torch.gather(canvas, 2, at[:, None].expand(m, c, hw), out=u8)
+        return _scratch(canvas, f"tap{k}", (m, c, hw), torch.float64).copy_(u8)
+
+    def lerp(p0: torch.Tensor, p1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return p1.sub_(p0).mul_(t[:, None]).add_(p0)  # p0 + (p1 - p0) t, in this order
+
+    row = w + 2
+    if dy is None:
+        v = lerp(tap(0, 0), tap(1, 1), dx)
+    elif dx is None:
+        v = lerp(tap(0, 0), tap(1, row), dy)
+    else:  # three buffers: p10 reuses p00's once v1 (in p01's) is made
+        v1 = lerp(tap(0, 0), tap(1, 1), dx)
+        v = lerp(v1, lerp(tap(0, row), tap(2, row + 1), dx), dy)
+    # C's (UINT8) cast truncates; through int32, as torch's float -> uint8 cast is slower
+    i32 = _scratch(canvas, "tap_i32", (m, c, hw), torch.int32)
+    out.view(m, c, hw).copy_(i32.copy_(v))
 
 
 def t_affine(x: torch.Tensor, mats: torch.Tensor, fill=0) -> torch.Tensor:
-    """Batched PIL-style affine warp of square images: bilinear, same output size.
+    """Batched Pillow affine warp of square images: bilinear, same output size, bit for bit.
     mats (n, 6) holds PIL's (a, b, c, d, e, f) per image (affine_matrices). `fill`: PIL's
     `fillcolor` int for the uncovered area (colour: fill_colour), or a (n,) tensor, one per image."""
     n, _, h, w = x.shape
     if h != w:
         raise ValueError(f"t_affine expects square images, got {h}x{w}")
-    grid, inside = _grid_and_mask(mats.to(x.device, torch.float64).reshape(n, 6), h, w)
-    return _warp(x, grid, inside, fill)
+    mats = mats.to(x.device, torch.float64).reshape(n, 6)
+    canvas, out = _canvas(x, fill), torch.empty_like(x)
+    for s in _chunks(x):
+        _bilinear(canvas[s], *_bilinear_plan(mats[s], h, w), h, w, out[s])
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _rotation_plan(degrees: float, h: int, w: int, device: str) -> tuple[torch.Tensor, ...]:
+    """_bilinear_plan of Image.rotate(degrees) for one angle (any angle: Pillow's matrix in Python
+    floats): index, dx, dy, each (H*W,). Kept for the 64 angles last used (AugMix draws 59 whole
+    degrees; 1.2 MB each at 224 px): a batch of a few images otherwise spends most of its time on
+    the plans (measured)."""
+    mats = torch.tensor([_pillow_rotation(degrees, w)], dtype=torch.float64, device=device)
+    return tuple(t[0].clone() for t in _bilinear_plan(mats, h, w))
 
 
 def t_rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """PIL Image.rotate(degrees, BILINEAR) per image. The angles are whole degrees, so a batch
-    holds few distinct ones: the grid and mask are built once per distinct angle."""
-    angles, which = torch.unique(degrees.to(x.device, torch.float64), return_inverse=True)
-    grid, inside = _grid_and_mask(affine_matrices("rotate", angles, x.shape[-1]), *x.shape[-2:])
-    return _warp(x, grid.index_select(0, which), inside.index_select(0, which))
+    """PIL Image.rotate(degrees, BILINEAR) per image, fill 0, bit for bit for any angle. AugMix's
+    angles are whole degrees, so a batch holds few distinct ones: each image takes its angle's
+    plan (_rotation_plan)."""
+    n, _, h, w = x.shape
+    angles = degrees.to(torch.float64).tolist()
+    canvas, out = _canvas(x, 0), torch.empty_like(x)
+    for s in _chunks(x):
+        plans = zip(*(_rotation_plan(a, h, w, str(x.device)) for a in angles[s]))
+        idx, dx, dy = (torch.stack(t, out=_scratch(x, f"rows{k}", (len(t), h * w), t[0].dtype))
+                       for k, t in enumerate(plans))  # fmt: skip
+        _bilinear(canvas[s], idx, dx, dy, h, w, out[s])
+    return out
 
 
-def _edge_canvas(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
-    """x (n, c, H, W) -> (n, c, (H + 2 pad_h) * (W + 2 pad_w)): each plane padded by repeating
-    its edge pixels (PIL's clamp), then flattened."""
-    n, c, h, w = x.shape
-    out = x.new_empty(n, c, h + 2 * pad_h, w + 2 * pad_w)
-    rows = slice(pad_h, pad_h + h)
-    out[:, :, rows, pad_w : pad_w + w] = x
-    if pad_w:
-        out[:, :, rows, :pad_w] = x[..., :1]
-        out[:, :, rows, pad_w + w :] = x[..., -1:]
-    if pad_h:
-        out[:, :, :pad_h] = out[:, :, pad_h : pad_h + 1]
-        out[:, :, pad_h + h :] = out[:, :, pad_h + h - 1 : pad_h + h]
-    return out.reshape(n, c, -1)
+def _shear_plan(v: torch.Tensor, h: int, w: int, along_x: bool):
+    """_bilinear_plan of shear_x (data (1, v, 0, 0, 1, 0)) or shear_y ((1, 0, 0, v, 1, 0)) with
+    only the sheared coordinate computed: the other is the pixel centre exactly (a product with
+    1.0 and a sum with 0.0 are exact), so its weight is 0 and the other axis' index is the pixel's.
+    Returns the index (m, H*W) int64 and the sheared axis' weight (m, H*W) float64."""
+    m, dev = len(v), v.device
+    xs = torch.arange(w, device=dev, dtype=torch.float64) + 0.5
+    ys = torch.arange(h, device=dev, dtype=torch.float64)[:, None] + 0.5
+    t = _scratch(v, "plan_d0", (m, h, w), torch.float64)
+    if along_x:  # xin = (x + 0.5) + v (y + 0.5); index (y + 1)(W + 2) + x0 + 1
+        torch.add(xs, v[:, None, None] * ys, out=t)
+        size, other = w, (ys + 0.5) * (w + 2) + 1
+    else:  # yin = v (x + 0.5) + (y + 0.5); index (y0 + 1)(W + 2) + x + 1
+        torch.add(v[:, None, None] * xs, ys, out=t)
+        size, other = h, xs + 0.5
+    t = t.view(m, h * w)
+    outside = _outside(t, size, "plan_out0")
+    t0, frac = _floor_frac(t, _scratch(v, "plan_c0", (m, h * w), torch.float64))
+    t0 = t0.view(m, h, w)
+    (t0 if along_x else t0.add_(1).mul_(w + 2)).add_(other)
+    return _plan_index(t0.view(m, h * w), outside, h, w, "plan_i"), frac
 
 
 def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch.Tensor:
-    """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image; the
-    uncovered area gets the colour of `fill` (0: REF; 128: REF-#3; fill_colour).
+    """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image, bit for
+    bit; the uncovered area gets the colour of `fill` (0: REF; 128: REF-#3; fill_colour).
 
-    shear_x samples output (x, y) at input (x + 0.5 + s_y, y + 0.5) with s_y = v (y + 0.5):
-    each row is shifted by its own s_y while the other coordinate stays on a pixel centre,
-    where PIL's bilinear weight is exactly 0. So every output is one lerp between two
-    neighbours in the row with the row's constant weight frac(s_y): two gathers from the
-    edge-padded image instead of grid_sample's four taps (CPU). shear_y: the same per column.
-    """
-    if x.device.type != "cpu":
-        return t_affine(x, affine_matrices(f"shear_{axis}", v, x.shape[-1]), fill)
+    A shear moves whole rows (columns) while the other coordinate stays on a pixel centre, where
+    Pillow's weight is exactly 0: every output is one lerp between two neighbours in its row
+    (column), two taps instead of four."""
     n, c, h, w = x.shape
     along_x = axis == "x"
-    size, lines = (w, h) if along_x else (h, w)
-
-    def per_line(a: torch.Tensor) -> torch.Tensor:  # (n, lines) -> broadcast over (n, c, H, W)
-        return a[:, None, :, None] if along_x else a[:, None, None, :]
-
-    s = v.to(x.device, torch.float64)[:, None] * (torch.arange(lines, dtype=torch.float64) + 0.5)
-    k = s.floor()
-    pad = int(k.abs().max()) + 1 if n else 1  # the padding covers every tap
-    # Inside iff 0 <= t + 0.5 + s < size at position t along the axis, i.e. lo <= t < hi;
-    # the 0/1 mask is built from int16 clamps (cheaper than comparisons on CPU).
-    lo = torch.ceil(-0.5 - s).to(torch.int16)
-    hi = torch.ceil(size - 0.5 - s).to(torch.int16)
-    t = torch.arange(size, dtype=torch.int16)
-    t = t if along_x else t[:, None]
-    mask = (t - per_line(lo) + 1).clamp_(0, 1).mul_((per_line(hi) - t).clamp_(0, 1))
-    # Left (upper) tap t + k of each output in the flattened padded planes; the other tap is
-    # one step further.
-    canvas = _edge_canvas(x, 0, pad) if along_x else _edge_canvas(x, pad, 0)
-    row = w + 2 * pad if along_x else w
-    step = 1 if along_x else w
-    grid = torch.arange(h)[:, None] * row + torch.arange(w)
-    tap = (grid + per_line((k.long() + pad) * step)).reshape(n, 1, h * w).expand(n, c, h * w)
-    p0 = torch.gather(canvas, 2, tap).float().reshape(n, c, h, w)
-    p1 = torch.gather(canvas[..., step:], 2, tap).float().reshape(n, c, h, w)
-    out = _trunc_uint8(torch.lerp(p0, p1, per_line((s - k).float())))
-    mask = mask.to(torch.uint8)
-    return _fill_outside(out.mul_(mask), mask, fill)
+    v = v.to(x.device, torch.float64)
+    canvas, out = _canvas(x, fill), torch.empty_like(x)
+    for s in _chunks(x):
+        idx, t = _shear_plan(v[s], h, w, along_x)
+        weights = (t, None) if along_x else (None, t)
+        _bilinear(canvas[s], idx, *weights, h, w, out[s])
+    return out
 
 
 def t_translate(
