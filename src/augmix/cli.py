@@ -78,6 +78,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                            model_path=args.checkpoint, out_dir=args.out, format=args.format, sha256=args.sha256)
 
 
+def cmd_evaluate_external(args: argparse.Namespace) -> None:
+    _stage("evaluate").run_external(_params(args), args.name)
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     if args.compare:
         print(_stage("report").compare(*args.compare, out=args.out))
@@ -106,6 +110,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     pipeline = importlib.import_module("augmix.pipeline")
     pipeline.demo(repo=Path("."), workdir=args.workdir, runner=args.runner, overlay=args.demo_params,
                   jobs=args.jobs, force=args.force)
+
+
+def cmd_ui(args: argparse.Namespace) -> None:
+    importlib.import_module("augmix.tracking").ui(port=args.port)
 
 
 # Per benchmark: what --quick means, and how --device is passed.
@@ -162,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--checkpoint's format (auto: detected, and said which)")
     p.add_argument("--sha256", default=None, help="refuse --checkpoint unless its SHA-256 is this")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's results folder)")
+    p = add("evaluate-external", cmd_evaluate_external,
+            "Evaluate a released model declared under external.<name> into results/external/<name>.")
+    p.add_argument("--name", required=True, help="a key of the external section")
     p = add("report", cmd_report, "Assemble the paper's tables, verdicts and plots into report/.")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
                    help="compare two result folders cell by cell instead")
@@ -184,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the demo's overlay over params.yaml")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
+    p = add("ui", cmd_ui, "Browse the project's MLflow runs in a web browser (mlflow ui on 127.0.0.1).",
+            params=False)
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")
     p = sub.add_parser("bench", help="Print throughput figures.", description="Print throughput figures.")
     p.add_argument("what", choices=list(BENCH_MODULES))
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -76,9 +76,12 @@ def closure(*modules: str) -> set[Path]:
     return {module_file(n) for n in seen if module_file(n) is not None}
 
 
-def stage_files(stage: str, root: Path | None = None) -> list[str]:
+STAGE_MODULES = {"external": "evaluate"}  # CLI commands served by another stage's module
+
+
+def stage_files(stage: str) -> list[str]:
     """The files `augmix <stage>` runs, as paths relative to the work folder (src/augmix/...)."""
-    files = closure("augmix.cli", f"augmix.stages.{stage}")
+    files = closure("augmix.cli", f"augmix.stages.{STAGE_MODULES.get(stage, stage)}")
     return sorted(str(Path("src") / p.relative_to(SRC)) for p in files)
 
 

@@ -412,6 +412,18 @@ class RuntimeParams(Section):
     workers: Annotated[int, Field(ge=0, le=256)]  # JPEG-decoding processes per GPU (folder datasets)
 
 
+class ExternalModel(Section):
+    """A released model evaluated beside ours (`augmix evaluate-external NAME`, into results/external/NAME)."""
+
+    label: Name  # its row in the report, e.g. "released AugMix WRN-40-2"
+    file: Name  # where you put the weights (a DVC input of its job)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # refused unless the file has this hash
+    arch: Name  # our architecture its weights fit
+    dataset: Name  # the dataset it is evaluated on (a datasets key)
+    method: Name  # how it was trained (the report's row), e.g. augmix
+    format: Literal["auto", "augmix", "reference", "robustbench", "torchvision"]  # augmix.checkpoints
+
+
 class TrackingParams(Section):
     enabled: bool
     experiment: Name
@@ -429,6 +441,7 @@ class Params(Section):
     subset: SubsetParams
     corruptions: CorruptionParams
     eval: EvalParams
+    external: dict[Name, ExternalModel]
     runtime: RuntimeParams
     tracking: TrackingParams
 
@@ -603,6 +616,12 @@ def _cross_checks(p: Params) -> list[str]:
     if p.imagenet.image_size > p.imagenet.resize:
         out.append(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize {p.imagenet.resize} "
                    f"(the test crop is taken from the resized image)")
+    for name, entry in p.external.items():
+        if entry.dataset not in p.datasets:
+            out.append(f"external.{name}.dataset: no dataset {entry.dataset!r} in datasets")
+        elif entry.dataset not in {*p.grid.datasets, *p.imagenet.datasets}:
+            out.append(f"external.{name}.dataset: {entry.dataset} has no jobs (add it to grid.datasets) to make its "
+                       f"data and -C set")
     for method in METHOD_PARAMS:
         for dataset in getattr(p.methods, method).per_dataset:
             if dataset not in p.datasets:
@@ -897,6 +916,12 @@ def _cross_checks(p: Params) -> list[str]:
     if p.imagenet.image_size > p.imagenet.resize:
         out.append(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize {p.imagenet.resize} "
                    f"(the test crop is taken from the resized image)")
+    for name, entry in p.external.items():
+        if entry.dataset not in p.datasets:
+            out.append(f"external.{name}.dataset: no dataset {entry.dataset!r} in datasets")
+        elif entry.dataset not in {*p.grid.datasets, *p.imagenet.datasets}:
+            out.append(f"external.{name}.dataset: {entry.dataset} has no jobs (add it to grid.datasets) to make its "
+                       f"data and -C set")
     for method in METHOD_PARAMS:
         for dataset in getattr(p.methods, method).per_dataset:
             if dataset not in p.datasets:

@@ -19,6 +19,7 @@ Why each job reads what it reads (the README's "What re-runs when you change X" 
 * evaluate: which corruptions, severities and perturbations to read, the calibration settings, the
   thread count (float sums) and `subset.test`; ImageNet also its crop sizes. The corruption *data*
   (source, seed) is a file dependency, not a params one.
+* external: a released model's entry (`external.<name>`: its file, hash, format) and what evaluate reads.
 * report: the calibration settings it prints (the numbers come from the result files).
 * check: everything (its output never changes for valid params, so it re-runs nothing downstream).
 
@@ -48,9 +49,10 @@ class Job:
     arch: str = ""
     method: str = ""
     seed: int | None = None
+    name: str = ""  # an external model's name (stage "external")
 
     def identity(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: getattr(self, k) for k in ("dataset", "arch", "method") if getattr(self, k)}
+        out: dict[str, Any] = {k: getattr(self, k) for k in ("name", "dataset", "arch", "method") if getattr(self, k)}
         if self.seed is not None:
             out["seed"] = self.seed
         return out
@@ -86,6 +88,11 @@ def _evaluate(job: Job, params: Params) -> list[str]:
     return [f"datasets.{job.dataset}.source", *EVAL_KEYS, *(FOLDER_SIZES if _folder(params, job.dataset) else ())]
 
 
+def _external(job: Job, params: Params) -> list[str]:
+    # One stage serves CIFAR-format and image-folder datasets, so the crop sizes are always declared.
+    return [f"external.{job.name}", f"datasets.{job.dataset}.source", *EVAL_KEYS, *FOLDER_SIZES]
+
+
 def _report(job: Job, params: Params) -> list[str]:
     return ["eval.calib_bin_size", "eval.calib_mode"]
 
@@ -96,7 +103,7 @@ def _check(job: Job, params: Params) -> list[str]:
 
 KEYS: dict[str, Callable[[Job, Params], list[str]]] = {
     "download": _download, "corrupt": _corrupt, "train": _train, "evaluate": _evaluate,
-    "report": _report, "check": _check,
+    "external": _external, "report": _report, "check": _check,
 }
 
 

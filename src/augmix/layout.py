@@ -26,6 +26,10 @@ def cell(dataset: str, arch: str, method: str, seed: int) -> Path:
     return RESULTS / dataset / arch / method / f"seed{seed}"
 
 
+def external(name: str) -> Path:
+    return RESULTS / "external" / name
+
+
 def checkpoint(dataset: str, arch: str, method: str, seed: int) -> Path:
     return Path("checkpoints") / dataset / arch / method / f"seed{seed}" / "last.pt"
 

@@ -557,11 +557,10 @@ def _bilinear(canvas, idx, dx, dy, h: int, w: int, out: torch.Tensor) -> None:
     m, c = canvas.shape[:2]
     hw = h * w
     u8 = _scratch(canvas, "tap_u8", (m, c, hw), torch.uint8)
-    index = _scratch(canvas, "tap_index", (m, hw), torch.int64)
+    at = idx[:, None].expand(m, c, hw)
 
-    def tap(k: int, offset: int) -> torch.Tensor:
-        at = torch.add(idx, offset, out=index) if offset else idx
-        torch.gather(canvas, 2, at[:, None].expand(m, c, hw), out=u8)
+    def tap(k: int, offset: int) -> torch.Tensor:  # the canvas seen from `offset` on: no index sum
+        torch.gather(canvas[..., offset:], 2, at, out=u8)
         return _scratch(canvas, f"tap{k}", (m, c, hw), torch.float64).copy_(u8)
 
     def lerp(p0: torch.Tensor, p1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -589,8 +588,9 @@ def t_affine(x: torch.Tensor, mats: torch.Tensor, fill=0) -> torch.Tensor:
         raise ValueError(f"t_affine expects square images, got {h}x{w}")
     mats = mats.to(x.device, torch.float64).reshape(n, 6)
     canvas, out = _canvas(x, fill), torch.empty_like(x)
+    idx, dx, dy = _bilinear_plan(mats, h, w)  # per pixel, not per channel: one pass for all
     for s in _chunks(x):
-        _bilinear(canvas[s], *_bilinear_plan(mats[s], h, w), h, w, out[s])
+        _bilinear(canvas[s], idx[s], dx[s], dy[s], h, w, out[s])
     return out
 
 
@@ -609,13 +609,12 @@ def t_rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     angles are whole degrees, so a batch holds few distinct ones: each image takes its angle's
     plan (_rotation_plan)."""
     n, _, h, w = x.shape
-    angles = degrees.to(torch.float64).tolist()
     canvas, out = _canvas(x, 0), torch.empty_like(x)
+    plans = zip(*(_rotation_plan(a, h, w, str(x.device)) for a in degrees.to(torch.float64).tolist()))
+    idx, dx, dy = (torch.stack(t, out=_scratch(x, f"rows{k}", (n, h * w), t[0].dtype))
+                   for k, t in enumerate(plans)) if n else (None,) * 3  # fmt: skip
     for s in _chunks(x):
-        plans = zip(*(_rotation_plan(a, h, w, str(x.device)) for a in angles[s]))
-        idx, dx, dy = (torch.stack(t, out=_scratch(x, f"rows{k}", (len(t), h * w), t[0].dtype))
-                       for k, t in enumerate(plans))  # fmt: skip
-        _bilinear(canvas[s], idx, dx, dy, h, w, out[s])
+        _bilinear(canvas[s], idx[s], dx[s], dy[s], h, w, out[s])
     return out
 
 
@@ -653,10 +652,10 @@ def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch
     along_x = axis == "x"
     v = v.to(x.device, torch.float64)
     canvas, out = _canvas(x, fill), torch.empty_like(x)
+    idx, t = _shear_plan(v, h, w, along_x)  # per pixel, not per channel: one pass for all
     for s in _chunks(x):
-        idx, t = _shear_plan(v[s], h, w, along_x)
-        weights = (t, None) if along_x else (None, t)
-        _bilinear(canvas[s], idx, *weights, h, w, out[s])
+        weights = (t[s], None) if along_x else (None, t[s])
+        _bilinear(canvas[s], idx[s], *weights, h, w, out[s])
     return out
 
 

@@ -7,6 +7,7 @@ params.yaml is never touched. Its MLflow runs go to the main store at the reposi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,16 +55,35 @@ def repro(*, runner: str = "dvc", cwd: Path = Path("."), jobs: int = 1, force: b
     name = f"pipeline-{runner}-{tracking.git_info()['git_commit'][:8]}"
     with tracking.parent_run(params, name=name, tags={"runner": runner, "workdir": str(cwd)}) as parent:
         env = {**os.environ, tracking.PARENT_ENV: parent.run_id, "AUGMIX_RUNNER": runner}
+        env.setdefault(tracking.ROOT_ENV, str(tracking.project_root()))  # the parent's store, wherever cwd is
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         print(f"[repro] {' '.join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))}", flush=True)
         rc = subprocess.run(cmd, cwd=cwd, env=env).returncode
         for f in ("params.yaml", "dvc.lock"):
             if (cwd / f).exists():
                 parent.log_artifact(cwd / f)
+        parent.log_metrics(headline_metrics(cwd / "results"))
         if (cwd / "report").is_dir():
             parent.log_artifacts(cwd / "report", "report")
         if rc != 0:
             raise PipelineError(f"{runner} exited with status {rc}")
+
+
+# The numbers a researcher compares runs on (metrics.summarize's headline keys), per evaluated model.
+HEADLINE = ("clean_error", "corruption_error", "mce", "relative_mce", "mfr", "mt5d")
+
+
+def headline_metrics(results: Path) -> dict[str, float]:
+    """Each evaluated model's headline numbers from its metrics.json, named after its results folder:
+    `digits/wrn16_1/augmix/seed1/clean_error` (the pipeline's parent run carries them, so the runs
+    table compares pipelines without opening the stage runs)."""
+    out: dict[str, float] = {}
+    for path in sorted(Path(results).rglob("metrics.json")):
+        summary = json.loads(path.read_text())
+        cell = path.parent.relative_to(results).as_posix()
+        out.update({f"{cell}/{key}": float(summary[key]) for key in HEADLINE
+                    if isinstance(summary.get(key), (int, float)) and not isinstance(summary[key], bool)})
+    return out
 
 
 def prepare_workdir(repo: Path, workdir: Path, overlay: Path | None) -> Path:
@@ -142,4 +162,4 @@ def demo(*, repo: Path, workdir: Path, runner: str, overlay: Path, jobs: int = 2
     print(f"  tables and plots: {report}/ (start with {report / 'report.md'})")
     print(f"  per-model results: {workdir / 'results'}/<dataset>/<arch>/<method>/")
     print(f"  MLflow runs:      {tracking.tracking_uri()}")
-    print("  browse them:      make ui   (then open http://127.0.0.1:5000)")
+    print("  browse them:      augmix ui   (or make ui; it prints the page to open)")

@@ -27,14 +27,19 @@ wildcard_constraints:
     arch=r"[^/]+",
     method=r"[^/]+",
     seed=r"\d+",
+    name=r"[^/]+",
 
 
 def job_params(stage):
     """The job's params keys and values, from its wildcards (Snakemake re-runs a job when they change)."""
 
     def values(wildcards):
-        job = jobs.Job(stage, wildcards.get("dataset", ""), wildcards.get("arch", ""), wildcards.get("method", ""),
-                       int(wildcards.seed) if "seed" in wildcards.keys() else None)
+        if "name" in wildcards.keys():  # an external model: its identity is in its entry
+            entry = PARAMS.external[wildcards.name]
+            job = jobs.Job(stage, entry.dataset, entry.arch, entry.method, None, wildcards.name)
+        else:
+            job = jobs.Job(stage, wildcards.get("dataset", ""), wildcards.get("arch", ""),
+                           wildcards.get("method", ""), int(wildcards.seed) if "seed" in wildcards.keys() else None)
         return jobs.values(job, PARAMS)
 
     return values
@@ -58,6 +63,6 @@ rule check:
     input:
         code("check"),
     params:
-        keys=job_params("check"),
+        job=job_params("check"),
     shell:
         "augmix check --stamp {output}"

@@ -8,7 +8,7 @@ rule download:
         ancient(CHECK),
         code("download"),
     params:
-        keys=job_params("download"),
+        job=job_params("download"),
     wildcard_constraints:
         dataset=ARRAY_DATASET,
     shell:
@@ -23,7 +23,7 @@ rule corrupt:
         f"{DATA}/raw/{{dataset}}",
         code("corrupt"),
     params:
-        keys=job_params("corrupt"),
+        job=job_params("corrupt"),
     wildcard_constraints:
         dataset=ARRAY_DATASET,
     resources:

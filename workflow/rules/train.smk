@@ -15,7 +15,7 @@ rule train:
         f"{DATA}/raw/{{dataset}}",
         code("train"),
     params:
-        keys=job_params("train"),
+        job=job_params("train"),
     wildcard_constraints:
         dataset=ARRAY_DATASET,
     resources:
@@ -37,7 +37,7 @@ rule evaluate:
         f"{DATA}/corrupted/{{dataset}}",
         code("evaluate"),
     params:
-        keys=job_params("evaluate"),
+        job=job_params("evaluate"),
     wildcard_constraints:
         dataset=ARRAY_DATASET,
     resources:
@@ -58,3 +58,27 @@ use rule train as imagenet_train with:
 use rule evaluate as imagenet_evaluate with:
     wildcard_constraints:
         dataset=FOLDER_DATASETS,
+
+
+# Released models (the external section): the evaluate stage's code on a declared file.
+def external_inputs(wildcards):
+    entry = PARAMS.external[wildcards.name]
+    return [entry.file, f"{DATA}/raw/{entry.dataset}", f"{DATA}/corrupted/{entry.dataset}"]
+
+
+rule evaluate_external:
+    output:
+        "results/external/{name}/eval.csv",
+        "results/external/{name}/eval_p.csv",
+        "results/external/{name}/predictions_clean.npz",
+        "results/external/{name}/metrics.json",
+    input:
+        ancient(CHECK),
+        external_inputs,
+        code("external"),
+    params:
+        job=job_params("external"),
+    resources:
+        gpu=1,
+    shell:
+        "augmix evaluate-external --name {wildcards.name}"

@@ -26,7 +26,7 @@ CORRUPT = ["corruptions.source", "corruptions.names", "corruptions.severities", 
            "corruptions.seed", "subset.test"]
 FOLDER_SIZES = ["imagenet.image_size", "imagenet.resize"]
 SECTIONS_CHECKED = ["grid", "ablation", "datasets", "archs", "methods", "train", "imagenet", "subset",
-                    "corruptions", "eval"]
+                    "corruptions", "eval", "external"]
 
 
 def block(items: list[str], indent: int) -> str:
@@ -101,6 +101,29 @@ def data_stage(name: str, stage: str, over: str, *, folder: bool) -> str:
 """
 
 
+def external_stage() -> str:
+    code = codedeps.stage_files("external")
+    deps = [CHECK, "${item.file}", "${data.root}/raw/${item.dataset}", "${data.root}/corrupted/${item.dataset}", *code]
+    params = ["external.${key}", "datasets.${item.dataset}.source", *EVAL, *FOLDER_SIZES]
+    out = "results/external/${key}"
+    return f"""  # Released models (external: {{}} adds no job), evaluated by the evaluate stage's code.
+  evaluate_external:
+    foreach: ${{external}}
+    do:
+      cmd: augmix evaluate-external --name ${{key}}
+      deps:
+{block(deps, 8)}      params:
+{block(params, 8)}      outs:
+        - {out}/eval.csv
+        - {out}/eval_p.csv
+        - {out}/predictions_clean.npz
+      metrics:
+        - {out}/metrics.json:
+            cache: false
+
+"""
+
+
 def render() -> str:
     head = """# The pipeline DAG for DVC, written by workflow/scripts/write_dvc_yaml.py from the job table
 # (src/augmix/jobs.py) and each stage's import closure (src/augmix/codedeps.py); tests/test_dag.py checks
@@ -145,6 +168,7 @@ stages:
         data_stage("imagenet_corrupt", "corrupt", "${imagenet.datasets}", folder=True), "\n",
         cell_stage("imagenet_train", "train", "imagenet", folder=True), "\n",
         cell_stage("imagenet_evaluate", "evaluate", "imagenet", folder=True), "\n",
+        external_stage(),
         report,
     ]
     return head + "".join(parts)

@@ -1,7 +1,9 @@
 """Which names exist and in what order come from the code's own tables; this module only adds titles.
 
-Architectures: ``augmix.models.ARCHS``; methods: ``augmix.training_methods.METHODS``; both in
-their table order (the paper's order). A name the tables do not hold (an older run, a published
+Architectures: ``augmix.models.ARCHS``; methods: ``augmix.config.METHOD_PARAMS`` (the params schema's
+method table, which tests/test_config.py keeps equal to ``training_methods.METHODS``: the report does
+not import the methods' code, so editing a method does not re-run the report); both in their table
+order (the paper's order). A name the tables do not hold (an older run, a published
 reference model) sorts after them, alphabetically. Titles are looked up by name and default to the
 name itself, so a new architecture or method shows up without touching this file.
 """
@@ -10,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
+
+from augmix.config import METHOD_PARAMS
+from augmix.models import ARCHS
 
 DATASET_TITLES = {
     "cifar10": "CIFAR-10",
@@ -40,6 +45,13 @@ METHOD_TITLES = {
     "fmix": "FMix",
     "augmix": "AugMix",
     "augmix_nojsd": "AugmentAndMix (no JSD)",
+    "randaugment": "RandAugment",
+    "randaugment_no_overlap": "RandAugment (no overlap)",
+    "trivialaugment": "TrivialAugment",
+    "trivialaugment_no_overlap": "TrivialAugment (no overlap)",
+    "prime": "PRIME",
+    "prime_nojsd": "PRIME (no JSD)",
+    "pixmix": "PixMix (fractals)",
 }
 METRIC_TITLES = {
     "clean_error": "clean error",
@@ -62,16 +74,12 @@ OURS = "ours"  # the `model` label of the cells we train; anything else is an ex
 
 @cache
 def arch_names() -> tuple[str, ...]:
-    from augmix.models import ARCHS
-
     return tuple(ARCHS)
 
 
 @cache
 def method_names() -> tuple[str, ...]:
-    from augmix.training_methods import METHODS
-
-    return tuple(METHODS)
+    return tuple(METHOD_PARAMS)
 
 
 def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:

@@ -29,6 +29,11 @@ def problems(params: Params) -> list[str]:
         if name not in corruptions.PERTURBATIONS:
             out.append(f"corruptions.perturbations[{i}]: unknown perturbation {name!r} "
                        f"(known: {', '.join(corruptions.PERTURBATIONS)})")
+    for name, entry in params.external.items():
+        if entry.arch not in ARCHS:
+            out.append(f"external.{name}.arch: unknown architecture {entry.arch!r} (known: {', '.join(ARCHS)})")
+        if not Path(entry.file).is_file():
+            out.append(f"external.{name}.file: {entry.file} not found (put the released weights there)")
     used = {*params.grid.datasets, *(params.ablation.datasets if params.ablation.methods else [])}
     for name in sorted(used):
         entry = params.datasets[name]

@@ -24,16 +24,35 @@ P_COLUMNS = ["perturbation", "flip_prob", "top5_dist", "n_sequences"]
 
 
 def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, model_path: Path | None = None,
-        out_dir: Path | None = None, label: str = "ours", format: str = "auto", sha256: str | None = None,
-        stage: str = "evaluate") -> dict[str, Any]:
-    """Evaluate the cell's model (or `model_path`, a file in one of `checkpoints.FORMATS`) into `out_dir`.
-    Every check of the file happens before a tracking run opens or anything is written."""
+        out_dir: Path | None = None, format: str = "auto", sha256: str | None = None) -> dict[str, Any]:
+    """Evaluate the cell's model (or `model_path`, a file in one of `checkpoints.FORMATS`) into `out_dir`."""
     check_dataset(params, dataset)
-    model_path = Path(model_path or layout.cell(dataset, arch, method, seed) / "model.pt")
-    out_dir = Path(out_dir or layout.cell(dataset, arch, method, seed))
-    if not model_path.exists() and model_path == layout.cell(dataset, arch, method, seed) / "model.pt":
+    cell = layout.cell(dataset, arch, method, seed)
+    model_path = Path(model_path or cell / "model.pt")
+    if not model_path.exists() and model_path == cell / "model.pt":
         raise DataError(f"model {model_path} not found: run `augmix train --dataset {dataset} --arch {arch} "
                         f"--method {method} --seed {seed}` first, or pass --checkpoint")
+    return _evaluate(params, Job("evaluate", dataset, arch, method, seed), model_path, Path(out_dir or cell),
+                     label="ours", format=format, sha256=sha256)
+
+
+def run_external(params: Params, name: str) -> dict[str, Any]:
+    """A released model declared under `external.<name>`, verified by its SHA-256, into results/external/<name>."""
+    if name not in params.external:
+        raise ConfigError(f"--name: no external model {name!r} in external (known: {', '.join(params.external) or 'none'})")
+    entry = params.external[name]
+    check_dataset(params, entry.dataset)
+    if not Path(entry.file).is_file():
+        raise DataError(f"external.{name}.file: {entry.file} not found (download the released weights and put "
+                        f"them there; the README's 'Released models' says where from)")
+    return _evaluate(params, Job("external", entry.dataset, entry.arch, entry.method, None, name), Path(entry.file),
+                     layout.external(name), label=entry.label, format=entry.format, sha256=entry.sha256)
+
+
+def _evaluate(params: Params, job: Job, model_path: Path, out_dir: Path, *, label: str, format: str,
+              sha256: str | None) -> dict[str, Any]:
+    """Every check of the model file and the inputs happens before a tracking run opens or anything is written."""
+    dataset, arch = job.dataset, job.arch
     check_inputs(params, dataset)
     loaded = load_checkpoint(model_path, arch=arch, dataset=dataset,
                              num_classes=num_classes(layout.raw(params.data.root, dataset)),
@@ -45,8 +64,7 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, mode
         if n_test < params.eval.calib_bin_size:
             raise ConfigError(f"eval.calib_bin_size: {params.eval.calib_bin_size} exceeds the {n_test} test images of "
                               f"{dataset}; the calibration error needs at least one bin (lower it)")
-    job = Job(stage, dataset, arch, method, seed)
-    identity = {**job.identity(), "model": label}
+    identity = {"dataset": dataset, "arch": arch, "method": job.method, "seed": job.seed or 0, "model": label}
     with job_run(params, job) as (p, tracked):
         check_names(p)
         if p.train.threads:
@@ -75,7 +93,7 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, mode
         for path in written:
             if path.suffix in (".csv", ".json"):
                 tracked.log_artifact(path)
-    line = f"[evaluate] {dataset}/{arch}/{method}/seed{seed}: clean error {summary['clean_error']:.4f}"
+    line = f"[evaluate] {out_dir}: clean error {summary['clean_error']:.4f}"
     if "corruption_error" in summary:
         line += f", corruption error {summary['corruption_error']:.4f}"
     print(line, flush=True)
