@@ -31,9 +31,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Browse the MLflow runs (SQLite store at the repo root) on http://127.0.0.1:5000
+# Browse the MLflow runs (the project's store: mlflow.db at the repo root) on 127.0.0.1; PORT=N to move it.
+PORT ?= 5000
 ui: setup
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	$(BIN)/augmix ui --port $(PORT)
 
 bench: setup
 	$(BIN)/augmix bench augment

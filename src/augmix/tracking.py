@@ -322,6 +322,28 @@ class NullRun:
 INTERRUPTIONS = (KeyboardInterrupt, Interrupted)
 
 
+@contextlib.contextmanager
+def _signals_held(*, redeliver: bool) -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a run's end is recorded: a second Ctrl-C there would leave the run
+    RUNNING. One that came is delivered afterwards when `redeliver` (the run was not already ending
+    because of one)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if pending and redeliver:
+            signal.raise_signal(pending[0])
+
+
 class Run(NullRun):
     """An MLflow run owned by this process; closed KILLED if interrupted, FAILED if the stage raises."""
 
@@ -405,13 +427,14 @@ class Run(NullRun):
             status = "KILLED"
         else:
             status = "FAILED"
-        try:  # what the run cost, interrupted or not
-            if self._monitor is not None:
-                _finish_monitor(self._monitor)
-            if self._usage is not None:
-                self.log_metrics(self._usage.metrics())
-        finally:
-            self._client.set_terminated(self.run_id, status)
+        with _signals_held(redeliver=status != "KILLED"):
+            try:  # what the run cost, interrupted or not
+                if self._monitor is not None:
+                    _finish_monitor(self._monitor)
+                if self._usage is not None:
+                    self.log_metrics(self._usage.metrics())
+            finally:
+                self._client.set_terminated(self.run_id, status)
 
 
 def run_name(job: Any) -> str:
