@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # when nothing changed takes well under a second.
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test test-fast ui lint clean-demo bench
+.PHONY: setup demo test test-fast ui lint clean-demo bench generated
 
 setup: $(STAMP)
 
@@ -43,3 +43,9 @@ bench: setup
 
 clean-demo:
 	rm -rf demo
+
+# Files derived from the code, committed and checked by tests: the params JSON schema (Snakemake
+# validates with it) and dvc.yaml (the job table and each stage's import closure).
+generated: setup
+	$(BIN)/augmix schema --out workflow/schemas/params.schema.json
+	$(BIN)/python workflow/scripts/write_dvc_yaml.py

@@ -16,7 +16,8 @@ from augmix import codedeps, config, jobs, pipeline
 from conftest import REPO, SMOKE_PARAMS
 
 STAGE_OF = {"train_ablation": "train", "evaluate_ablation": "evaluate", "imagenet_download": "download",
-            "imagenet_corrupt": "corrupt", "imagenet_train": "train", "imagenet_evaluate": "evaluate"}
+            "imagenet_corrupt": "corrupt", "imagenet_train": "train", "imagenet_evaluate": "evaluate",
+            "evaluate_external": "external"}
 
 
 def _with_imagenet(tmp: Path) -> Path:
@@ -30,17 +31,33 @@ def _with_imagenet(tmp: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=["smoke", "paper", "paper+imagenet+seeds"])
+def _with_external(tmp: Path) -> Path:
+    """The smoke overlay with a released model declared (its file is not read by a plan)."""
+    raw = yaml.safe_load((REPO / "tests/smoke/params.yaml").read_text())
+    (tmp / "released.pt").write_bytes(b"weights")
+    raw["external"] = {"released": {"label": "released", "file": str(tmp / "released.pt"), "sha256": "0" * 64,
+                                    "arch": "wrn16_1", "dataset": "digits", "method": "augmix", "format": "auto"}}
+    path = tmp / "params.external.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module", params=["smoke", "smoke+external", "paper", "paper+imagenet+seeds", "successors"])
 def workdir(request, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp(request.param.replace("+", "_"))
     params = {"smoke": lambda: SMOKE_PARAMS, "paper": lambda: REPO / "params.yaml",
-              "paper+imagenet+seeds": lambda: _with_imagenet(tmp)}[request.param]()
+              "smoke+external": lambda: _with_external(tmp),
+              "paper+imagenet+seeds": lambda: _with_imagenet(tmp),
+              "successors": lambda: REPO / "workflow/params/successors.yaml"}[request.param]()
     return pipeline.prepare_workdir(REPO, tmp / "wd", params)
 
 
-def _job(cmd: str) -> jobs.Job:
+def _job(cmd: str, params=None) -> jobs.Job:
     parts = cmd.split()
     args = dict(zip(parts[2::2], parts[3::2]))
+    if parts[1] == "evaluate-external":
+        entry = params.external[args["--name"]]
+        return jobs.Job("external", entry.dataset, entry.arch, entry.method, None, args["--name"])
     return jobs.Job(parts[1], args.get("--dataset", ""), args.get("--arch", ""), args.get("--method", ""),
                     int(args["--seed"]) if "--seed" in args else None)
 
@@ -104,7 +121,7 @@ def test_dvc_and_snakemake_plan_the_same_jobs(workdir):
 def test_each_dvc_job_declares_exactly_the_keys_of_the_job_table(workdir):
     params = config.load(workdir / "params.yaml")
     for cmd, job in dvc_plan(workdir).items():
-        expected = jobs.keys(_job(cmd), params)
+        expected = jobs.keys(_job(cmd, params), params)
         assert sorted(job["keys"]) == sorted(expected), cmd
         tree = config.to_dict(params)
         for key in expected:
@@ -121,8 +138,9 @@ def test_snakemake_rules_take_their_params_from_the_job_table():
 
 def test_each_stage_depends_on_exactly_its_import_closure(workdir):
     """dvc.yaml lists, per job, the package files its command imports (transitively) and no others."""
+    params = config.load(workdir / "params.yaml")
     for cmd, job in dvc_plan(workdir).items():
-        stage = _job(cmd).stage
+        stage = _job(cmd, params).stage
         code = {p for p in job["inputs"] if p.startswith("src/augmix/") and p.endswith(".py")}
         assert code == set(codedeps.stage_files(stage)), cmd
 

@@ -106,6 +106,13 @@ def cmd_repro(args: argparse.Namespace) -> None:
     pipeline.repro(runner=args.runner, cwd=Path("."), jobs=args.jobs, force=args.force, extra=args.extra)
 
 
+def cmd_workdir(args: argparse.Namespace) -> None:
+    pipeline = importlib.import_module("augmix.pipeline")
+    folder = pipeline.prepare_workdir(Path("."), args.folder, args.overlay)
+    print(f"{folder}: the pipeline with params.yaml{' + ' + str(args.overlay) if args.overlay else ''}; "
+          f"cd there and run `dvc repro` (or snakemake, `dvc exp run -S key=value`)")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     pipeline = importlib.import_module("augmix.pipeline")
     pipeline.demo(repo=Path("."), workdir=args.workdir, runner=args.runner, overlay=args.demo_params,
@@ -188,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs (snakemake)")
     p.add_argument("--force", action="store_true", help="re-run every stage")
     p.add_argument("extra", nargs="*", help="extra arguments for the orchestrator (after --)")
+    p = add("workdir", cmd_workdir, "Make a work folder: the pipeline files with params.yaml plus an overlay.",
+            params=False)
+    p.add_argument("folder", type=Path, help="the work folder (created or updated)")
+    p.add_argument("--overlay", type=Path, default=None, help="a small params file of the keys that differ")
     p = add("demo", cmd_demo, "Run the whole pipeline on the offline demo config in a work folder.", params=False)
     p.add_argument("--runner", choices=["dvc", "snakemake"], default="dvc")
     p.add_argument("--workdir", type=Path, default=Path("demo"))

@@ -394,8 +394,10 @@ class CorruptionParams(Section):
     source: Literal["generate", "official"]  # official: the released CIFAR-10-C / CIFAR-100-C files
     names: Annotated[list[Name], Field(min_length=1)]
     severities: Annotated[list[Annotated[int, Field(ge=1, le=5)]], Field(min_length=1)]
-    perturbations: list[Name]  # -P sets to build ([] = none)
+    perturbations: list[Name]  # -P sets to build ([] = none); CIFAR-100 too (the authors released none)
     seed: Annotated[int, Field(ge=0)]
+    bar: list[Name]  # -C-bar corruptions (Mintun et al. 2021) built beside -C, CIFAR-format data ([] = none)
+    natural: list[Literal["cifar101"]]  # natural shifts evaluated beside -C: CIFAR-10.1 v6 (CIFAR-10 models)
 
 
 class EvalParams(Section):

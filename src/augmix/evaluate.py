@@ -16,6 +16,7 @@ import torch
 
 from augmix import imagenet, io, metrics
 from augmix.config import Params
+from augmix.data import load_split
 from augmix.corruptions.imagenet_p import read_video
 from augmix.predict import predict_logits
 
@@ -76,6 +77,8 @@ def evaluate_model(
                 lg = predict_logits(model, _to_tensor(images[block], device), bs)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
                              **_scores(lg, labels_all[block].astype(np.int64), params)})
+    rows += _bar_rows(model, params, c_dir, device)
+    rows += _natural_rows(model, params, c_dir, device)
     frame = _tidy(rows, identity)
 
     p_frame = None
@@ -90,6 +93,37 @@ def evaluate_model(
         p_frame = pd.DataFrame(p_rows)
 
     return frame, p_frame, _summary(frame, p_frame, params, extras)
+
+
+def _bar_rows(model: torch.nn.Module, params: Params, c_dir: Path | None, device: torch.device) -> list[dict]:
+    """-C-bar rows (benchmark "cbar"), from <corrupted>/C-bar beside C (all five severities stacked)."""
+    if c_dir is None or not params.corruptions.bar:
+        return []
+    bar = c_dir.parent / "C-bar"
+    labels = np.load(bar / "labels.npy")
+    per = len(labels) // 5
+    rows = []
+    for name in params.corruptions.bar:
+        images = np.load(bar / f"{name}.npy", mmap_mode="r")
+        for severity in range(1, 6):
+            block = slice((severity - 1) * per, severity * per)
+            lg = predict_logits(model, _to_tensor(images[block], device), params.runtime.eval_batch_size)
+            rows.append({"benchmark": "cbar", "corruption": name, "severity": severity,
+                         **_scores(lg, labels[block].astype(np.int64), params)})
+    return rows
+
+
+def _natural_rows(model: torch.nn.Module, params: Params, c_dir: Path | None, device: torch.device) -> list[dict]:
+    """Natural-shift test sets (benchmark "natural", severity 0), e.g. CIFAR-10.1 for CIFAR-10 models."""
+    rows = []
+    for name in params.corruptions.natural:
+        folder = c_dir.parent / "natural" / name if c_dir is not None else None
+        if folder is None or not folder.is_dir():
+            continue  # not built for this dataset (CIFAR-10.1 exists for CIFAR-10 only)
+        x, y = load_split(folder, "test")
+        lg = predict_logits(model, _to_tensor(x, device), params.runtime.eval_batch_size)
+        rows.append({"benchmark": "natural", "corruption": name, "severity": 0, **_scores(lg, y, params)})
+    return rows
 
 
 def _tidy(rows: list[dict[str, Any]], identity: dict[str, str]) -> pd.DataFrame:

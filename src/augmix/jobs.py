@@ -37,8 +37,8 @@ from augmix.config import FOLDER_SOURCES, Params
 
 TRAIN_NUMERICS = ("train.bf16", "train.channels_last", "train.compile", "train.compile_mode",
                   "train.cudnn_benchmark", "train.threads")
-EVAL_KEYS = ("corruptions.names", "corruptions.severities", "corruptions.perturbations",
-             "eval.calib_bin_size", "eval.calib_mode", "train.threads", "subset.test")
+EVAL_KEYS = ("corruptions.names", "corruptions.severities", "corruptions.perturbations", "corruptions.bar",
+             "corruptions.natural", "eval.calib_bin_size", "eval.calib_mode", "train.threads", "subset.test")
 FOLDER_SIZES = ("imagenet.image_size", "imagenet.resize")
 
 
@@ -69,7 +69,7 @@ def _download(job: Job, params: Params) -> list[str]:
 
 def _corrupt(job: Job, params: Params) -> list[str]:
     keys = [f"datasets.{job.dataset}.source", "corruptions.source", "corruptions.names", "corruptions.severities",
-            "corruptions.perturbations", "corruptions.seed", "subset.test"]
+            "corruptions.perturbations", "corruptions.seed", "corruptions.bar", "corruptions.natural", "subset.test"]
     if _folder(params, job.dataset):
         keys += [f"datasets.{job.dataset}.c_dir", *FOLDER_SIZES]
     return keys

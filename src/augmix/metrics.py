@@ -545,6 +545,25 @@ def perturbation_summary(p_frame, kind: str) -> dict[str, object]:
     return out
 
 
+CBAR_CORRUPTIONS_N = 10  # Mintun et al. 2021: CIFAR-10-C-bar has ten corruptions at five severities
+
+
+def shift_summary(eval_frame) -> dict[str, object]:
+    """-C-bar (benchmark "cbar"): the plain mean error over its corruptions and severities, as the
+    authors' test_c_bar.py averages, with per-corruption means and a complete flag (all ten at 1..5);
+    natural shifts (benchmark "natural"): each set's error, e.g. cifar101_error."""
+    out: dict[str, object] = {}
+    bar = eval_frame[eval_frame.benchmark == "cbar"]
+    if len(bar):
+        out["cbar_error"] = float(bar.error.mean())
+        out["cbar_per_corruption"] = {n: float(g.error.mean()) for n, g in bar.groupby("corruption", sort=False)}
+        out["cbar_complete"] = bool(bar.corruption.nunique() == CBAR_CORRUPTIONS_N
+                                    and all(sorted(g.severity) == list(SEVERITIES) for _, g in bar.groupby("corruption")))
+    for _, row in eval_frame[eval_frame.benchmark == "natural"].iterrows():
+        out[f"{row.corruption}_error"] = float(row.error)
+    return out
+
+
 def summarize(
     eval_frame,
     p_frame=None,
@@ -612,6 +631,7 @@ def summarize(
             out["mce"] = mce(full, corruptions=head)  # ratio; the paper prints x100
             out["relative_mce"] = relative_mce(full, float(clean.error), corruptions=head)
             out["mce_complete"] = out["corruption_error_complete"]
+    out.update(shift_summary(eval_frame))
     if p_frame is not None and len(p_frame):
         out.update(perturbation_summary(p_frame, kind))
     if predictions is not None and len(predictions.get("confidence", ())) >= bin_size:

@@ -20,10 +20,10 @@ CHECK = ".augmix/params-ok"
 # augmix.jobs.KEYS; tests/test_dag.py resolves every job and compares).
 TRAIN_NUMERICS = ["train.bf16", "train.channels_last", "train.compile", "train.compile_mode",
                   "train.cudnn_benchmark", "train.threads"]
-EVAL = ["corruptions.names", "corruptions.severities", "corruptions.perturbations", "eval.calib_bin_size",
-        "eval.calib_mode", "train.threads", "subset.test"]
+EVAL = ["corruptions.names", "corruptions.severities", "corruptions.perturbations", "corruptions.bar",
+        "corruptions.natural", "eval.calib_bin_size", "eval.calib_mode", "train.threads", "subset.test"]
 CORRUPT = ["corruptions.source", "corruptions.names", "corruptions.severities", "corruptions.perturbations",
-           "corruptions.seed", "subset.test"]
+           "corruptions.seed", "corruptions.bar", "corruptions.natural", "subset.test"]
 FOLDER_SIZES = ["imagenet.image_size", "imagenet.resize"]
 SECTIONS_CHECKED = ["grid", "ablation", "datasets", "archs", "methods", "train", "imagenet", "subset",
                     "corruptions", "eval", "external"]

@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from augmix import corruptions, imagenet, io, layout
+from augmix import cifar101, corruptions, imagenet, io, layout
 from augmix.config import FOLDER_SOURCES, Params
 from augmix.data import load_split
 from augmix.errors import ConfigError
@@ -43,7 +43,8 @@ def run(params: Params, dataset: str) -> Path:
 def check_names(p: Params) -> None:
     """Corruption and perturbation names the code knows (the config schema does not import the tables)."""
     for key, names, known in (("corruptions.names", p.corruptions.names, corruptions.CORRUPTIONS),
-                              ("corruptions.perturbations", p.corruptions.perturbations, corruptions.PERTURBATIONS)):
+                              ("corruptions.perturbations", p.corruptions.perturbations, corruptions.PERTURBATIONS),
+                              ("corruptions.bar", p.corruptions.bar, corruptions.CBAR_CORRUPTIONS)):
         for i, name in enumerate(names):
             if name not in known:
                 raise ConfigError(f"{key}[{i}]: unknown name {name!r} (known: {', '.join(known)})")
@@ -56,8 +57,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _build_device(device):
-    return None if device.type == "cpu" else device
+def _build_device(device) -> str:
+    """The corruption builders' device: "cpu" runs the NumPy path (the reference's arithmetic), a GPU
+    the torch path, which writes the same bytes (docs/corruptions.md: exceptions on CUDA)."""
+    return str(device)
 
 
 def _array_dataset(p: Params, dataset: str, tmp: Path, device) -> None:
@@ -80,6 +83,25 @@ def _array_dataset(p: Params, dataset: str, tmp: Path, device) -> None:
         if cp.perturbations:
             corruptions.build_p_set(x, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
     io.write_json(tmp / "C" / "severities.json", {"severities": stacked})
+    if cp.bar:  # -C-bar: generated from the same test images, all five severities (no official files exist)
+        x, y = load_split(layout.raw(p.data.root, dataset), "test", p.subset.test)
+        corruptions.build_c_set(x, y, tmp / "C-bar", names=list(cp.bar), severities=list(SEVERITIES), seed=cp.seed,
+                                table="cifar", device=_build_device(device))
+        io.write_json(tmp / "C-bar" / "severities.json", {"severities": list(SEVERITIES)})
+    for name in cp.natural:
+        NATURAL[name](p, dataset, tmp / "natural" / name)
+
+
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def _cifar101(p: Params, dataset: str, out: Path) -> None:
+    if p.datasets[dataset].source != "cifar10":
+        return  # CIFAR-10.1 tests CIFAR-10 models only
+    cifar101.fetch_cifar101(out, downloads=Path(p.data.root) / "downloads", download=p.data.download)
+
+
+NATURAL = {"cifar101": _cifar101}  # corruptions.natural: a natural distribution shift beside -C
 
 
 def _folder_dataset(p: Params, dataset: str, tmp: Path, device) -> None:
