@@ -64,6 +64,8 @@ def _folder(params: Params, dataset: str) -> bool:
 
 
 def _download(job: Job, params: Params) -> list[str]:
+    if _folder(params, job.dataset):  # the folder it records (its ImageNet-C folder is the corrupt job's)
+        return [f"datasets.{job.dataset}.source", f"datasets.{job.dataset}.dir"]
     return [f"datasets.{job.dataset}"]
 
 

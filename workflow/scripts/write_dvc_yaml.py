@@ -83,7 +83,7 @@ def cell_stage(name: str, stage: str, grid: str, *, folder: bool) -> str:
 def data_stage(name: str, stage: str, over: str, *, folder: bool) -> str:
     code = codedeps.stage_files(stage)
     if stage == "download":
-        params = ["datasets.${item}"]
+        params = ["datasets.${item}.source", "datasets.${item}.dir"] if folder else ["datasets.${item}"]
         deps = [CHECK, *code]
         out = "${data.root}/raw/${item}"
     else:

@@ -15,7 +15,7 @@ def run(params: Params, dataset: str) -> Path:
     check_dataset(params, dataset)
     job = Job("download", dataset)
     with job_run(params, job) as (p, tracked):
-        entry = p.datasets[dataset].model()
+        entry = p.datasets[dataset]  # the job's view of its entry: the preparer reads what it needs
         out = data.prepare(dataset, entry, p.data.root, download=p.data.download)
         if entry.source not in FOLDER_SOURCES:
             n_train = len(data.load_split(out, "train")[1])
