@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -458,33 +457,17 @@ def affine_matrices(name: str, v: torch.Tensor, image_size: int) -> torch.Tensor
 
 
 # Images per chunk of the warps: about this many values (channels x pixels) per chunk, so that
-# the float64 temporaries stay in the caches on a CPU (measured with one thread, 32 and 224 px:
-# 2^17 to 2^18 is best; one pass over 1024 32x32 images takes ~3x longer). Other devices take
-# far larger chunks.
+# the float64 temporaries stay in the caches on a CPU (measured in the batched AugMix with one
+# thread, 32 and 224 px: 2^16 to 2^19 alike, 2^15 and 2^20 slower). Other devices take far
+# larger chunks (2^24 values: 128 MiB per float64 temporary).
 WARP_CHUNK_VALUES = {"cpu": 1 << 17}
-WARP_CHUNK_VALUES_OTHER = 1 << 25
-
-_CPU_SCRATCH = threading.local()
+WARP_CHUNK_VALUES_OTHER = 1 << 24
 
 
 def _chunks(x: torch.Tensor) -> list[slice]:
     n, c, h, w = x.shape
     step = max(1, WARP_CHUNK_VALUES.get(x.device.type, WARP_CHUNK_VALUES_OTHER) // (c * h * w))
     return [slice(s, min(s + step, n)) for s in range(0, n, step)]
-
-
-def _scratch(like: torch.Tensor, name: str, shape: tuple[int, ...], dtype) -> torch.Tensor:
-    """An uninitialised tensor for a warp's temporaries, on like's device. On a CPU it is kept per
-    thread and name and reused by later calls (grown when too small): first touches of fresh
-    memory are page faults, which made the warps' casts several times slower per element than
-    their arithmetic (measured). Other devices' allocators cache memory already."""
-    if like.device.type != "cpu":
-        return torch.empty(shape, dtype=dtype, device=like.device)
-    kept = _CPU_SCRATCH.__dict__.setdefault("tensors", {})
-    numel = math.prod(shape)
-    if (name, dtype) not in kept or kept[name, dtype].numel() < numel:
-        kept[name, dtype] = torch.empty(numel, dtype=dtype)
-    return kept[name, dtype][:numel].view(shape)
 
 
 def _tail(h: int, w: int) -> int:
@@ -498,7 +481,7 @@ def _canvas(x: torch.Tensor, fill) -> torch.Tensor:
     (fill_colour of an int, or of a (n,) tensor: one per image), so that all four taps of an
     index _tail(H, W) read the fill."""
     n, c, h, w = x.shape
-    canvas = _scratch(x, "canvas", (n, c, _tail(h, w) + w + 4), torch.uint8)
+    canvas = x.new_empty(n, c, _tail(h, w) + w + 4)
     body = canvas[..., : _tail(h, w)].view(n, c, h + 2, w + 2)
     body[..., 1 : h + 1, 1 : w + 1] = x
     body[..., 1 : h + 1, 0] = x[..., 0]
@@ -511,25 +494,23 @@ def _canvas(x: torch.Tensor, fill) -> torch.Tensor:
     return canvas
 
 
-def _floor_frac(t: torch.Tensor, t0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pillow's t -= 0.5; t0 = floor(t); dt = t - t0, float64 (t becomes dt, t0 is written)."""
-    torch.floor(t.sub_(0.5), out=t0)
+def _floor_frac(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's t -= 0.5; t0 = floor(t); dt = t - t0, float64 (t is overwritten with dt)."""
+    t0 = t.sub_(0.5).floor()
     return t0, t.sub_(t0)
 
 
-def _outside(t: torch.Tensor, size: int, name: str) -> torch.Tensor:
+def _outside(t: torch.Tensor, size: int) -> torch.Tensor:
     """Pillow's test t < 0 || t >= size (before the half-pixel shift), bool."""
-    out = torch.lt(t, 0, out=_scratch(t, name, t.shape, torch.bool))
-    return out.logical_or_(torch.ge(t, size, out=_scratch(t, "ge", t.shape, torch.bool)))
+    return torch.lt(t, 0).logical_or_(t >= size)
 
 
-def _plan_index(t0: torch.Tensor, outside: torch.Tensor, h: int, w: int, name: str) -> torch.Tensor:
+def _plan_index(t0: torch.Tensor, outside: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Canvas index (float64 t0, small integers: exact) -> int64, _tail where outside."""
-    out = _scratch(t0, name, t0.shape, torch.int64)
-    return out.copy_(t0.masked_fill_(outside, float(_tail(h, w))))
+    return t0.masked_fill_(outside, float(_tail(h, w))).long()
 
 
-def _bilinear_plan(mats: torch.Tensor, h: int, w: int, name: str = "plan"):
+def _bilinear_plan(mats: torch.Tensor, h: int, w: int):
     """For PIL matrices (u, 6): the canvas index of each output pixel's top-left neighbour (u, H*W)
     int64 (_tail for a source point outside the image) and the weights dx, dy (u, H*W) float64."""
     u = len(mats)
@@ -538,45 +519,40 @@ def _bilinear_plan(mats: torch.Tensor, h: int, w: int, name: str = "plan"):
     corner, weight, outside = [], [], None
     for k, size in ((0, w), (1, h)):
         p, q, r = (mats[:, 3 * k + i, None, None] for i in range(3))
-        t = _scratch(mats, f"{name}_d{k}", (u, h, w), torch.float64)
-        t = torch.add(p * xs, q * ys, out=t).add_(r).view(u, h * w)
-        out_k = _outside(t, size, f"{name}_out{k}")
-        outside = out_k if outside is None else outside.logical_or_(out_k)
-        t0, dt = _floor_frac(t, _scratch(mats, f"{name}_c{k}", (u, h * w), torch.float64))
+        t = torch.add(p * xs, q * ys).add_(r).view(u, h * w)
+        outside = _outside(t, size) if outside is None else outside.logical_or_(_outside(t, size))
+        t0, dt = _floor_frac(t)
         corner.append(t0)
         weight.append(dt)
     index = corner[1].add_(1).mul_(w + 2).add_(corner[0]).add_(1)  # (y0 + 1)(W + 2) + x0 + 1
-    return _plan_index(index, outside, h, w, f"{name}_i"), *weight
+    return _plan_index(index, outside, h, w), *weight
 
 
 def _bilinear(canvas, idx, dx, dy, h: int, w: int, out: torch.Tensor) -> None:
     """Pillow's bilinear filter on canvas taps, written into out (m, c, H, W) uint8: idx (m, H*W)
     the top-left neighbour, dx / dy (m, H*W) float64 weights, None where a weight is exactly 0
     (the shears: then v is v1, or the lerp of p00 and p10, bit for bit, so only two taps are
-    read)."""
+    read). The taps are gathered from a float64 copy of the canvas (measured faster than
+    gathering bytes and converting each tap)."""
     m, c = canvas.shape[:2]
-    hw = h * w
-    u8 = _scratch(canvas, "tap_u8", (m, c, hw), torch.uint8)
-    at = idx[:, None].expand(m, c, hw)
+    at = idx[:, None].expand(m, c, h * w)
+    canvas = canvas.double()
 
-    def tap(k: int, offset: int) -> torch.Tensor:  # the canvas seen from `offset` on: no index sum
-        torch.gather(canvas[..., offset:], 2, at, out=u8)
-        return _scratch(canvas, f"tap{k}", (m, c, hw), torch.float64).copy_(u8)
+    def tap(offset: int) -> torch.Tensor:  # the canvas seen from `offset` on: no index sum
+        return torch.gather(canvas[..., offset:], 2, at)
 
     def lerp(p0: torch.Tensor, p1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return p1.sub_(p0).mul_(t[:, None]).add_(p0)  # p0 + (p1 - p0) t, in this order
 
     row = w + 2
     if dy is None:
-        v = lerp(tap(0, 0), tap(1, 1), dx)
+        v = lerp(tap(0), tap(1), dx)
     elif dx is None:
-        v = lerp(tap(0, 0), tap(1, row), dy)
-    else:  # three buffers: p10 reuses p00's once v1 (in p01's) is made
-        v1 = lerp(tap(0, 0), tap(1, 1), dx)
-        v = lerp(v1, lerp(tap(0, row), tap(2, row + 1), dx), dy)
+        v = lerp(tap(0), tap(row), dy)
+    else:
+        v = lerp(lerp(tap(0), tap(1), dx), lerp(tap(row), tap(row + 1), dx), dy)
     # C's (UINT8) cast truncates; through int32, as torch's float -> uint8 cast is slower
-    i32 = _scratch(canvas, "tap_i32", (m, c, hw), torch.int32)
-    out.view(m, c, hw).copy_(i32.copy_(v))
+    out.view(m, c, h * w).copy_(v.to(torch.int32))
 
 
 def t_affine(x: torch.Tensor, mats: torch.Tensor, fill=0) -> torch.Tensor:
@@ -609,12 +585,13 @@ def t_rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     angles are whole degrees, so a batch holds few distinct ones: each image takes its angle's
     plan (_rotation_plan)."""
     n, _, h, w = x.shape
+    angles = degrees.to(torch.float64).tolist()
+    row_of = {a: k for k, a in enumerate(dict.fromkeys(angles))}  # distinct angles, in order
+    plans = [torch.stack(t) for t in zip(*(_rotation_plan(a, h, w, str(x.device)) for a in row_of))]
+    which = torch.tensor([row_of[a] for a in angles], dtype=torch.int64, device=x.device)
     canvas, out = _canvas(x, 0), torch.empty_like(x)
-    plans = zip(*(_rotation_plan(a, h, w, str(x.device)) for a in degrees.to(torch.float64).tolist()))
-    idx, dx, dy = (torch.stack(t, out=_scratch(x, f"rows{k}", (n, h * w), t[0].dtype))
-                   for k, t in enumerate(plans)) if n else (None,) * 3  # fmt: skip
     for s in _chunks(x):
-        _bilinear(canvas[s], idx[s], dx[s], dy[s], h, w, out[s])
+        _bilinear(canvas[s], *(t.index_select(0, which[s]) for t in plans), h, w, out[s])
     return out
 
 
@@ -626,19 +603,18 @@ def _shear_plan(v: torch.Tensor, h: int, w: int, along_x: bool):
     m, dev = len(v), v.device
     xs = torch.arange(w, device=dev, dtype=torch.float64) + 0.5
     ys = torch.arange(h, device=dev, dtype=torch.float64)[:, None] + 0.5
-    t = _scratch(v, "plan_d0", (m, h, w), torch.float64)
     if along_x:  # xin = (x + 0.5) + v (y + 0.5); index (y + 1)(W + 2) + x0 + 1
-        torch.add(xs, v[:, None, None] * ys, out=t)
+        t = torch.add(xs, v[:, None, None] * ys)
         size, other = w, (ys + 0.5) * (w + 2) + 1
     else:  # yin = v (x + 0.5) + (y + 0.5); index (y0 + 1)(W + 2) + x + 1
-        torch.add(v[:, None, None] * xs, ys, out=t)
+        t = torch.add(v[:, None, None] * xs, ys)
         size, other = h, xs + 0.5
     t = t.view(m, h * w)
-    outside = _outside(t, size, "plan_out0")
-    t0, frac = _floor_frac(t, _scratch(v, "plan_c0", (m, h * w), torch.float64))
+    outside = _outside(t, size)
+    t0, frac = _floor_frac(t)
     t0 = t0.view(m, h, w)
     (t0 if along_x else t0.add_(1).mul_(w + 2)).add_(other)
-    return _plan_index(t0.view(m, h * w), outside, h, w, "plan_i"), frac
+    return _plan_index(t0.view(m, h * w), outside, h, w), frac
 
 
 def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch.Tensor:
