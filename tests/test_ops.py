@@ -340,8 +340,8 @@ def test_warps_with_cuda_division_equal_pil(monkeypatch):
         _check_warp(*_compare(name, imgs, np.linspace(0.1, 9.99, 16)))
 
 
-def test_warp_scratch_reuse_across_shapes_and_threads():
-    """The CPU warps keep their temporaries per thread (ops._scratch): calls on other shapes and
+def test_warps_keep_no_state_across_shapes_and_threads():
+    """The warps cache only per-angle plans (ops._rotation_plan): calls on other shapes and
     batch sizes in between, and concurrent calls from threads, change no result."""
     import threading
 
