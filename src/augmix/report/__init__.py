@@ -5,8 +5,8 @@ Inputs (written by the ``evaluate`` stage; layouts and identity rules in ``readi
     results/<dataset>/<arch>/<method>/seed<k>/   or   results/<dataset>/<arch>/<method>/
     results/external/<name>/
         eval.csv                required: dataset, arch, method, [seed, model], benchmark
-                                ("clean" | "c"), corruption, severity (0 clean, 1..5), error,
-                                rms_calib, brier, n
+                                ("clean" | "c" | "cbar" | "natural"), corruption, severity
+                                (0 clean / natural, 1..5 -C / -C-bar), error, rms_calib, brier, n
         eval_p.csv              optional: dataset, arch, method, [seed, model], perturbation,
                                 flip_prob, top5_dist, n_sequences
         metrics.json            optional: identity fallback (seed, model)

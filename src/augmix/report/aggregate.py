@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from augmix import metrics
+from augmix.report import names
 from augmix.report.reading import CELL, Results, run_key
 
 RUN_COLUMNS = ["dataset", "arch", "method", "model", "seed", "metric", "value", "complete"]
@@ -51,6 +52,32 @@ def _p_rows(summary: dict) -> list[tuple[str, float, bool]]:
     return out + [(k, float(summary[k]), p_complete) for k in ("mean_t5d", "mfr", "mt5d") if k in summary]
 
 
+def shift_rows(summary: dict, eval_frame: pd.DataFrame) -> list[tuple[str, float, bool]]:
+    """(metric, value, complete) rows of the benchmarks beside -C, from `metrics.shift_summary`'s
+    part of ``summary`` and the model's eval.csv rows (for the names and severities present).
+
+    -C-bar: cbar_error (complete: all ten corruptions at severities 1..5, the summary's rule),
+    cbar_error_<c> (mean over severities; complete: severities 1..5), cbar_minus_c (cbar_error -
+    corruption_error, as the authors' figure's delta column). Natural shift <set> (e.g. cifar101):
+    <set>_error and <set>_gap = <set>_error - clean_error, per run so the seeds give the gap a std.
+    """
+    out: list[tuple[str, float, bool]] = []
+    if "cbar_error" in summary:
+        complete = bool(summary["cbar_complete"])
+        out.append(("cbar_error", float(summary["cbar_error"]), complete))
+        bar = eval_frame[eval_frame.benchmark == "cbar"]
+        severities = {str(n): tuple(sorted(int(s) for s in g.severity)) for n, g in bar.groupby("corruption")}
+        out += [(f"{names.CBAR_PREFIX}{n}", float(v), severities.get(n) == metrics.SEVERITIES)
+                for n, v in summary["cbar_per_corruption"].items()]
+        if "corruption_error" in summary:
+            out.append(("cbar_minus_c", float(summary["cbar_error"]) - float(summary["corruption_error"]),
+                        complete and bool(summary.get("corruption_error_complete", False))))
+    for name in dict.fromkeys(eval_frame[eval_frame.benchmark == "natural"].corruption.astype(str)):
+        err = float(summary[f"{name}_error"])
+        out += [(f"{name}_error", err, True), (f"{name}_gap", err - float(summary["clean_error"]), True)]
+    return out
+
+
 def perturbation_rows(p_frame: pd.DataFrame, kind: str) -> list[tuple[str, float, bool]]:
     """The -P rows (fp_<p>, t5d_<p>, mfp, mean_t5d, mfr, mt5d) of one model's eval_p.csv rows."""
     return _p_rows(metrics.perturbation_summary(p_frame, kind))
@@ -71,7 +98,7 @@ def per_run(results: Results, *, bin_size: int = 100, calib_mode: str = "referen
         d, a, m, model, seed = key
         rows += [{"dataset": d, "arch": a, "method": m, "model": model, "seed": seed,
                   "metric": name, "value": value, "complete": complete}
-                 for name, value, complete in summary_rows(summary)]
+                 for name, value, complete in summary_rows(summary) + shift_rows(summary, ev)]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 

@@ -56,6 +56,20 @@ def _scale_section(results: Results) -> tuple[list[str], bool]:
     return render.markdown_table(header, rows), reduced
 
 
+def _shift_lines(results: Results) -> list[str]:
+    """Header lines for the benchmarks beside -C that the results hold."""
+    bench = set(results.evals.benchmark)
+    lines = []
+    if "cbar" in bench:
+        lines.append("* -C-bar error: the plain mean over its ten corruptions x 5 severities (the authors' "
+                     "test_c_bar.py); complete (no *) = all ten at severities 1-5.")
+    if "natural" in bench:
+        sets = names.order(results.evals[results.evals.benchmark == "natural"].corruption, names.NATURAL_TITLES)
+        lines.append(f"* Natural shifts: {', '.join(names.natural_title(n) for n in sets)}: the error on that "
+                     "test set, and its gap to the clean test error (per run, then over seeds).")
+    return lines
+
+
 def _header(results: Results, calib_mode: str, published_path: Path, bin_size: int) -> list[str]:
     scale, reduced = _scale_section(results)
     summaries = results.summaries.values()
@@ -80,9 +94,10 @@ def _header(results: Results, calib_mode: str, published_path: Path, bin_size: i
         + "; on -C the mean over (corruption, severity) cells (paper's rule unconfirmed).",
         "* Corruption error: CIFAR-like datasets use the plain mean over the 15 benchmark corruptions "
         "x 5 severities; ImageNet uses AlexNet-normalised mCE. Complete (no *) = all 15 at severities 1-5.",
+        *_shift_lines(results),
         "* Seeds: every cell is the mean over its seeds with the sample standard deviation (ddof = 1) "
         "and n; external (released) models are their own rows (seed 0).",
-        f"* Published values: {label}; preference T > Q > A > M per (dataset, arch, method, metric).",
+        f"* Published values: {label}; preference T > Q > A > M > U per (dataset, arch, method, metric).",
         "",
     ]
     return lines, scale
@@ -140,11 +155,13 @@ def build_report(results_root: Path, out_dir: Path, *, calib_mode: str, bin_size
     for (d, a, m, model), g in sev.groupby(["dataset", "arch", "method", "model"], sort=False):
         stem = cell_stem(a, m, model)
         n = int(g.n.max())
-        if (g.benchmark == "c").any():
-            rel = f"plots/{d}/{stem}__severity.png"
-            title = f"{d} / {a} / {names.row_title(m, model)}: error by severity (n={n})"
-            put(rel, plots.plot_severity(g, out_dir / rel, title))
-            figures.append((title, rel))
+        for bench, suffix in (("c", "severity"), ("cbar", "cbar_severity")):
+            if (g.benchmark == bench).any():
+                rel = f"plots/{d}/{stem}__{suffix}.png"
+                title = (f"{names.benchmark_title(d, bench)} / {a} / {names.row_title(m, model)}: error by "
+                         f"severity (n={n})")
+                put(rel, plots.plot_severity(g, out_dir / rel, title, benchmark=bench))
+                figures.append((title, rel))
         pred = pooled.get((d, a, m, model))
         if pred is not None:
             rel = f"plots/{d}/{stem}__reliability.png"

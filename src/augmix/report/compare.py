@@ -18,7 +18,8 @@ from augmix.report import aggregate, names, render
 from augmix.report.reading import CELL, collect_results
 
 COMPARE_METRICS = ("clean_error", "corruption_error", "mce", "relative_mce", "rms_calib_clean",
-                   "rms_calib_c", "brier_clean", "brier_c", "mfp", "mfr", "mt5d")
+                   "rms_calib_c", "brier_clean", "brier_c", "mfp", "mfr", "mt5d", "cbar_error",
+                   *(f"{n}_{k}" for n in names.NATURAL_TITLES for k in ("error", "gap")))
 EXCEEDS, WITHIN, NO_SPREAD = "exceeds spread", "within spread", "no spread (n=1 on both sides)"
 COMPARE_COLUMNS = [*CELL, "metric", "mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b", "diff",
                    "threshold", "status"]

@@ -68,7 +68,21 @@ METRIC_TITLES = {
     "mean_t5d": "mean T5D",
     "rms_calib_clean_reference": "RMS calib clean, reference bins",
     "rms_calib_clean_corrected": "RMS calib clean, all bins",
+    "cbar_error": "C-bar error",
+    "cbar_minus_c": "C-bar - C error",
 }
+# Benchmarks beside -C (eval.csv's benchmark column) and the sets of the natural shifts.
+BENCHMARK_TITLES = {"clean": "clean", "c": "-C", "cbar": "-C-bar", "natural": "natural shift"}
+NATURAL_TITLES = {"cifar101": "CIFAR-10.1"}
+# The ten -C-bar corruptions in the column order of the authors' figure
+# (facebookresearch/augmentation-corruption figs/table.png); the corruption code's own table is
+# augmix.corruptions.cbar.LEVELS (not imported: the report does not depend on the corruption code).
+CBAR_ORDER = (
+    "blue_noise_sample", "brownish_noise", "checkerboard_cutout", "circular_motion_blur",
+    "inverse_sparkles", "lines", "pinch_and_twirl", "ripple", "sparkles",
+    "transverse_chromatic_abberation",
+)
+CBAR_PREFIX = "cbar_error_"  # cbar_error_<corruption>: -C-bar error of one corruption
 OURS = "ours"  # the `model` label of the cells we train; anything else is an external model
 
 
@@ -118,13 +132,37 @@ def method_title(name: str) -> str:
     return METHOD_TITLES.get(name, name)
 
 
+def natural_title(name: str) -> str:
+    return NATURAL_TITLES.get(name, name)
+
+
+def benchmark_title(dataset: str, benchmark: str) -> str:
+    """'CIFAR-10-C', 'CIFAR-100-C-bar', ...; a natural shift set by its own title ('CIFAR-10.1')."""
+    if benchmark in NATURAL_TITLES:
+        return natural_title(benchmark)
+    return dataset_title(dataset) + BENCHMARK_TITLES.get(benchmark, f" {benchmark}")
+
+
+def cbar_corruptions(values: Iterable[str]) -> list[str]:
+    return order(values, CBAR_ORDER)
+
+
+def natural_sets(metric_names: Iterable[str]) -> list[str]:
+    """The natural-shift sets among metric names: each run gives <set>_error and <set>_gap."""
+    return order([k.removesuffix("_gap") for k in metric_names if k.endswith("_gap")], NATURAL_TITLES)
+
+
 def metric_title(name: str) -> str:
-    """A known title, else the corruption / perturbation name of a ce_/fp_ metric."""
+    """A known title; the corruption / perturbation name of a ce_/fp_/cbar_error_ metric;
+    '<set> error' / '<set> - clean error' of a natural shift's <set>_error / <set>_gap."""
     if name in METRIC_TITLES:
         return METRIC_TITLES[name]
-    for prefix in ("ce_", "fp_"):
+    for prefix in ("ce_", "fp_", CBAR_PREFIX):
         if name.startswith(prefix):
             return name.removeprefix(prefix)
+    for suffix, text in (("_error", "{} error"), ("_gap", "{} - clean error")):
+        if name.endswith(suffix) and name.removesuffix(suffix) in NATURAL_TITLES:
+            return text.format(natural_title(name.removesuffix(suffix)))
     return name
 
 

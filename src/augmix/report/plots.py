@@ -37,25 +37,47 @@ def _bar_rows(sub: pd.DataFrame) -> list[tuple[str, str]]:
             for model in names.models(mod for mm, mod in pairs if mm == m)]
 
 
+def headline_panels(stats: pd.DataFrame) -> list[tuple[str, str]]:
+    """(dataset, metric) of every headline panel with data: each dataset's -C headline, then its
+    -C-bar error and natural-shift errors where evaluated."""
+    out = []
+    for d in names.datasets(stats.dataset):
+        present = set(stats[stats.dataset == d].metric)
+        wanted = [headline_metric(d), "cbar_error"]
+        wanted += [f"{n}_error" for n in names.natural_sets(present)]
+        out += [(d, k) for k in wanted if k in present]
+    return out
+
+
+def _panel_title(dataset: str, metric: str) -> tuple[str, str]:
+    """(panel title, y label) of one headline panel."""
+    if metric == "mce":
+        return f"{names.benchmark_title(dataset, 'c')}: mCE", "mCE (x100)"
+    if metric == "corruption_error":
+        return f"{names.benchmark_title(dataset, 'c')}: corruption error", "corruption error (%)"
+    if metric == "cbar_error":
+        return f"{names.benchmark_title(dataset, 'cbar')}: corruption error", "-C-bar error (%)"
+    return f"{names.metric_title(metric)} ({names.dataset_title(dataset)} models)", "error (%)"
+
+
 def plot_headline(stats: pd.DataFrame, published: pd.DataFrame | None, path: Path) -> Path | None:
-    """Corruption error (mCE on ImageNet) by architecture and method: bars = mean over seeds,
-    error bars = sample std over seeds (none for one seed), black diamonds = published values.
-    External models are hatched. One panel per dataset."""
-    datasets = [d for d in names.datasets(stats.dataset)
-                if not stats[(stats.dataset == d) & (stats.metric == headline_metric(d))].empty]
-    if not datasets:
+    """Corruption error (mCE on ImageNet) by architecture and method, then the -C-bar and natural-
+    shift errors where evaluated: bars = mean over seeds, error bars = sample std over seeds (none
+    for one seed), black diamonds = published values. External models are hatched. One panel per
+    (dataset, benchmark)."""
+    keys = headline_panels(stats)
+    if not keys:
         return None
     from matplotlib import colormaps
 
     colours = colormaps["tab20"].colors
-    panels = [stats[(stats.dataset == d) & (stats.metric == headline_metric(d))] for d in datasets]
+    panels = [stats[(stats.dataset == d) & (stats.metric == k)] for d, k in keys]
     everyone = _bar_rows(pd.concat(panels))  # one colour per row in every panel
     width_in = max(6.0, max(1.2 * sub.arch.nunique() * max(1, len(_bar_rows(sub))) ** 0.5 + 3
                             for sub in panels))
-    fig = _new_figure(width_in, 3.6 * len(datasets))
-    for i, (d, sub) in enumerate(zip(datasets, panels)):
-        ax = fig.add_subplot(len(datasets), 1, i + 1)
-        metric = headline_metric(d)
+    fig = _new_figure(width_in, 3.6 * len(keys))
+    for i, ((d, metric), sub) in enumerate(zip(keys, panels)):
+        ax = fig.add_subplot(len(keys), 1, i + 1)
         archs = names.archs(sub.arch)
         rows = _bar_rows(sub)
         width = 0.8 / len(rows)
@@ -75,23 +97,23 @@ def plot_headline(stats: pd.DataFrame, published: pd.DataFrame | None, path: Pat
                             label=None if marked else "published")
                     marked = True
         ax.set_xticks(range(len(archs)), [names.arch_title(a) for a in archs], fontsize=8)
-        unit = "mCE (x100)" if metric == "mce" else "corruption error (%)"
-        ax.set(ylabel=unit, title=f"{names.dataset_title(d)}-C: {names.metric_title(metric)} "
-               "(mean ± std over seeds; ◆ published)")
+        title, unit = _panel_title(d, metric)
+        ax.set(ylabel=unit, title=f"{title} (mean ± std over seeds; ◆ published)")
         ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save_png(fig, path)
 
 
-def plot_severity(sev: pd.DataFrame, path: Path, title: str) -> Path:
-    """Error (%) against severity, one line per corruption (mean over seeds, ± std shaded when
-    there are several seeds); clean error dashed."""
+def plot_severity(sev: pd.DataFrame, path: Path, title: str, *, benchmark: str = "c") -> Path:
+    """Error (%) against severity, one line per corruption of ``benchmark`` ("c" or "cbar"; mean
+    over seeds, ± std shaded when there are several seeds); clean error dashed."""
     from matplotlib import colormaps
 
     fig = _new_figure(7, 4.5)
     ax = fig.add_subplot()
-    c = sev[sev.benchmark == "c"]
+    c = sev[sev.benchmark == benchmark]
+    preferred = names.CBAR_ORDER if benchmark == "cbar" else metrics.ALL_CORRUPTIONS
     colours = colormaps["tab20"].colors  # 15-19 lines: the default 10-colour cycle would repeat
-    for i, name in enumerate(names.order(c.corruption, metrics.ALL_CORRUPTIONS)):
+    for i, name in enumerate(names.order(c.corruption, preferred)):
         g = c[c.corruption == name].sort_values("severity")
         colour = colours[i % len(colours)]
         ax.plot(g.severity, 100 * g.error, marker="o", ms=3, lw=1, label=name, color=colour)

@@ -5,13 +5,16 @@ One row per published number::
     table           where it comes from: table1 (paper Table 1), ablation (paper Table 4, WRN-40-2),
                     paper_imagenet, released_weights*, imagenet_c_leaderboard,
                     imagenet_p_leaderboard, robustbench*, reproductions*, aggregators,
-                    alexnet_baseline
+                    alexnet_baseline, cbar_authors (the -C-bar authors' README figure),
+                    prime_readme (the PRIME authors' README table)
     dataset         cifar10, cifar100, imagenet (others, e.g. imagenet_r, for reference rows)
     arch, method    the code's names (augmix.models.ARCHS, augmix.training_methods.all_methods())
                     for models we train; other names for published models we do not train
     metric          clean_error; corruption_error (CIFAR: plain mean over 15 corruptions x 5
                     severities); mce (ImageNet, AlexNet-normalised ratio); ce_<corruption>;
-                    error_<corruption>_s<k>; mfr, mt5d; rms_calib_*; corruption_error_std; ...
+                    error_<corruption>_s<k>; mfr, mt5d; rms_calib_*; corruption_error_std;
+                    cbar_error (-C-bar: plain mean over its ten corruptions x 5 severities),
+                    cbar_error_<corruption>; <set>_error of a natural shift (cifar101_error); ...
     value           a fraction (published percent / 100); normalised scores as ratios
     source          repository + path / issue / README where the number was read
     flag            A authors outside the paper, T paper number transcribed by RobustBench,

@@ -49,6 +49,9 @@ EVAL_P_COLUMNS = (
     "top5_dist",
     "n_sequences",
 )
+# eval.csv's benchmark column: clean (severity 0), -C ("c", severity 1..5), -C-bar ("cbar", one of
+# the ten C-bar corruptions, severity 1..5), natural shifts ("natural", e.g. cifar101, severity 0).
+BENCHMARKS = ("clean", "c", "cbar", "natural")
 IDENTITY = metrics.IDENTITY_COLUMNS  # dataset, arch, method, seed, model
 CELL = ("dataset", "arch", "method", "model")  # a cell: identity without the seed
 RUN_FILES = (
@@ -164,9 +167,9 @@ def _identity(d: Path, rel: Path, ev: pd.DataFrame, metrics_json: dict) -> dict[
 
 
 def _check_eval(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    bad = sorted(set(frame.benchmark) - {"clean", "c"})
+    bad = sorted(set(frame.benchmark) - set(BENCHMARKS))
     if bad:
-        raise ResultsError(f"{path}: unknown benchmark values {bad}; expected 'clean' or 'c'")
+        raise ResultsError(f"{path}: unknown benchmark values {bad}; expected one of {list(BENCHMARKS)}")
     n_clean = int((frame.benchmark == "clean").sum())
     if n_clean != 1:
         raise ResultsError(f"{path}: expected exactly one clean row, got {n_clean}")
@@ -174,13 +177,18 @@ def _check_eval(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if np.any((err < 0) | (err > 1)):
         raise ResultsError(f"{path}: errors must be fractions in [0, 1]; got range "
                            f"[{np.nanmin(err)}, {np.nanmax(err)}]")
-    c = frame[frame.benchmark == "c"]
-    if c.severity.lt(1).any() or c.severity.gt(5).any():
-        raise ResultsError(f"{path}: corruption severities must lie in 1..5")
-    dup = c.duplicated(["corruption", "severity"])
+    for bench in ("c", "cbar"):
+        c = frame[frame.benchmark == bench]
+        if c.severity.lt(1).any() or c.severity.gt(5).any():
+            raise ResultsError(f"{path}: {bench!r} corruption severities must lie in 1..5")
+        dup = c.duplicated(["corruption", "severity"])
+        if dup.any():
+            raise ResultsError(f"{path}: duplicated {bench!r} (corruption, severity) rows: "
+                               f"{c[dup][['corruption', 'severity']].values.tolist()}")
+    natural = frame[frame.benchmark == "natural"]
+    dup = natural.duplicated(["corruption"])
     if dup.any():
-        raise ResultsError(f"{path}: duplicated (corruption, severity) rows: "
-                           f"{c[dup][['corruption', 'severity']].values.tolist()}")
+        raise ResultsError(f"{path}: duplicated 'natural' rows: {sorted(natural[dup].corruption)}")
     return frame.astype({"severity": int})
 
 

@@ -69,7 +69,7 @@ LEGEND = (
     "Cells: ours as mean ± sample std over n seeds (n=1: no std), then [published flag, ours - "
     "published, verdict]. Errors in %, mCE/mFR/mT5D x 100, Brier and T5D raw. * = incomplete "
     "(fewer corruptions, severities or perturbations than the benchmark). Flags: T paper via "
-    "RobustBench, Q paper quoted, A authors, M measurement by others. Verdict: " + BAND_RULE + "."
+    "RobustBench, Q paper quoted, A authors, M measurement by others, U unconfirmed. Verdict: " + BAND_RULE + "."
 )
 
 
