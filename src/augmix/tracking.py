@@ -349,7 +349,6 @@ class Run(NullRun):
 
     def __init__(self, *, experiment: str, name: str, tags: Mapping[str, str], parent: str | None = None,
                  monitor: bool = False):
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         uri = tracking_uri()
@@ -359,8 +358,9 @@ class Run(NullRun):
         all_tags["mlflow.runName"] = name
         with _first_use_lock(uri):
             relocate_store(uri, project_root())
+            # A client of its own, not mlflow.set_tracking_uri: that also sets MLFLOW_TRACKING_URI in
+            # os.environ, which would pin every later run of this process (and its children) to it.
             self._client = MlflowClient(tracking_uri=uri)
-            mlflow.set_tracking_uri(uri)
             exp_id = _experiment_id(self._client, experiment)
             self._close_stale(exp_id, all_tags.get("job", ""))
             run = self._client.create_run(exp_id, tags=all_tags, run_name=name)
