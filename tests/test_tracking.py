@@ -65,6 +65,7 @@ def logged_stage_run(params: config.Params, job: Job, artifact: Path) -> str:
     return run.run_id
 
 
+@pytest.mark.slow
 def test_store_follows_the_project_folder_when_it_is_moved(tmp_path, monkeypatch, smoke_params):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
@@ -208,6 +209,7 @@ def test_headline_metrics_name_each_evaluated_model(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ui_command_serves_the_store_on_loopback_and_names_the_page(tmp_path, smoke_params, monkeypatch):
     store = tmp_path / "store"
     store.mkdir()
