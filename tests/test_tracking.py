@@ -102,7 +102,7 @@ def test_store_follows_the_project_folder_when_it_is_moved(tmp_path, monkeypatch
 
 def test_a_store_shared_through_the_tracking_uri_keeps_its_artifact_uris(tmp_path, monkeypatch, smoke_params):
     """Only a store that lives in the project root moves with it: one named by MLFLOW_TRACKING_URI,
-    shared by projects, is left alone."""
+    shared by projects, keeps the URIs its runs were written with, wherever it is opened from."""
     shared = tmp_path / "shared"
     shared.mkdir()
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
@@ -115,7 +115,14 @@ def test_a_store_shared_through_the_tracking_uri_keeps_its_artifact_uris(tmp_pat
     first = logged_stage_run(smoke_params, Job("download", "digits"), note)
     monkeypatch.setenv(tracking.ROOT_ENV, str(b))
     logged_stage_run(smoke_params, Job("download", "digits"), note)
-    assert client_for(shared).get_run(first).info.artifact_uri.startswith(a.as_uri() + "/")
+    # Even opened as the store of a project whose root is its folder.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setenv(tracking.ROOT_ENV, str(shared))
+    logged_stage_run(smoke_params, Job("download", "digits"), note)
+    client = client_for(shared)
+    run = client.get_run(first)
+    assert run.info.artifact_uri.startswith(a.as_uri() + "/")
+    assert client.get_experiment(run.info.experiment_id).tags[tracking.ROOT_TAG] == ""
 
 
 # --------------------------------------------------------------------------------------------

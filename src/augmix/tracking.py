@@ -134,8 +134,9 @@ def _experiment_id(client: Any, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         # A local artifact root would make every client write beside itself instead of to the server.
-        served = _served(tracking_uri())
-        tags = {**EXPERIMENT_TAGS, **({} if served else {ROOT_TAG: str(project_root())})}
+        uri = tracking_uri()
+        served = _served(uri)
+        tags = {**EXPERIMENT_TAGS, **({} if served else {ROOT_TAG: _recorded_root(uri)})}
         try:
             return client.create_experiment(name, artifact_location=None if served else artifact_root(), tags=tags)
         except MlflowException:  # another stage created it at the same moment
@@ -175,6 +176,18 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
+def _in_root(uri: str, root: Path) -> bool:
+    """The store is the project's own file (mlflow.db in the root), so it moves with the folder."""
+    db = _sqlite_path(uri)
+    return db is not None and db.resolve().parent == Path(root).resolve()
+
+
+def _recorded_root(uri: str) -> str:
+    """ROOT_TAG's value for a new experiment: the project root when the store lives in it, else ""
+    (a store elsewhere, shared through MLFLOW_TRACKING_URI: its URIs are never rewritten)."""
+    return str(project_root()) if _in_root(uri, project_root()) else ""
+
+
 def relocate_store(uri: str, root: Path) -> list[str]:
     """Point the artifact URIs of a local SQLite store at `root` when the store was made under another
     root (the project folder copied or moved: MLflow writes absolute `file://` URIs into
@@ -183,7 +196,7 @@ def relocate_store(uri: str, root: Path) -> list[str]:
     URIs. Returns the ids of the experiments rewritten. Call it under `_first_use_lock`."""
     db = _sqlite_path(uri)
     root = Path(root).resolve()
-    if db is None or not db.is_file() or db.resolve().parent != root:
+    if not _in_root(uri, root) or not db.is_file():
         return []
     new_uri = root.as_uri()
     moved = []
@@ -197,9 +210,9 @@ def relocate_store(uri: str, root: Path) -> list[str]:
                                "left join experiment_tags t on t.experiment_id = e.experiment_id and t.key = ?",
                                (ROOT_TAG,)).fetchall()
             for exp_id, location, recorded in rows:
-                old = recorded or _root_of(location)
-                if old is None:
-                    continue  # not one of ours (MLflow's Default experiment, a server's experiment)
+                old = _root_of(location) if recorded is None else recorded  # None: made before the tag
+                if not old:
+                    continue  # not one of ours, or made with a store outside its project root
                 old_uri = Path(old).as_uri()
                 if old_uri != new_uri:
                     prefix = old_uri + "/"
