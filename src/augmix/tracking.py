@@ -33,7 +33,8 @@ from augmix.errors import Interrupted
 PARENT_ENV = "AUGMIX_PARENT_RUN_ID"
 ROOT_ENV = "AUGMIX_PROJECT_ROOT"
 
-# The project root an experiment's artifact URIs were written under (see relocate_store).
+# The project root an experiment's artifact URIs were written under, "" when its store is not kept
+# in the project root (see relocate_store).
 ROOT_TAG = "augmix.root"
 # A classic ML experiment, not a GenAI one. MLflow 3.17's UI reads this tag only where its workflow
 # selector is off; with it on (the default build) the view follows the `workflowType` of the URL or of
