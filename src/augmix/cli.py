@@ -119,6 +119,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
                   jobs=args.jobs, force=args.force)
 
 
+def cmd_exps(args: argparse.Namespace) -> None:
+    experiments = importlib.import_module("augmix.experiments")
+    print(experiments.exps(Path("."), csv_out=args.csv, all_cells=args.all_cells, all_commits=args.all_commits), end="")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    experiments = importlib.import_module("augmix.experiments")
+    jobs = experiments.plan(Path("."))
+    print(experiments.plan_json(jobs) if args.json else experiments.format_plan(jobs, commands=args.commands), end="")
+
+
 def cmd_ui(args: argparse.Namespace) -> None:
     importlib.import_module("augmix.tracking").ui(port=args.port)
 
@@ -206,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the demo's overlay over params.yaml")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--force", action="store_true")
+    p = add("exps", cmd_exps, "The DVC experiments of this folder: changed params and headline numbers per cell.",
+            params=False)
+    p.add_argument("--csv", action="store_true", help="one CSV row per experiment and cell instead")
+    p.add_argument("--all-cells", action="store_true", help="list every cell, not only those whose numbers changed")
+    p.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    p = add("plan", cmd_plan, "The jobs `dvc repro` would run here and why (works where inputs are missing).",
+            params=False)
+    p.add_argument("--commands", action="store_true", help="print each job's command too")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead")
     p = add("ui", cmd_ui, "Browse the project's MLflow runs in a web browser (mlflow ui on 127.0.0.1).",
             params=False)
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default: 5000)")

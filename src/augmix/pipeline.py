@@ -8,6 +8,7 @@ params.yaml is never touched. Its MLflow runs go to the main store at the reposi
 from __future__ import annotations
 
 import json
+import importlib
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from augmix import config, io, tracking
+from augmix import config, experiments, io, tracking
 from augmix.errors import PipelineError
 
 PIPELINE_FILES = ["dvc.yaml", "Snakefile", ".dvcignore"]
@@ -51,6 +52,7 @@ def repro(*, runner: str = "dvc", cwd: Path = Path("."), jobs: int = 1, force: b
     """Run the pipeline in `cwd` under one MLflow parent run; stages log child runs."""
     cwd = Path(cwd).resolve()
     params = config.load(cwd / "params.yaml")  # fail on bad params before anything runs
+    importlib.import_module("augmix.stages.check").run(params, str(cwd / "params.yaml"), root=cwd)  # names, paths
     cmd = orchestrator_command(runner, jobs=jobs, force=force, extra=list(extra or []))
     name = f"pipeline-{runner}-{tracking.git_info()['git_commit'][:8]}"
     with tracking.parent_run(params, name=name, tags={"runner": runner, "workdir": str(cwd)}) as parent:
@@ -111,8 +113,9 @@ def prepare_workdir(repo: Path, workdir: Path, overlay: Path | None) -> Path:
 
 # A work folder is its own Git repository, so `dvc exp run -S`, `exp show`, `params diff`, `metrics
 # diff` and `plots diff` work there as in a clone of the project (they need Git). Outputs DVC tracks
-# are git-ignored by DVC itself; these are the rest.
-WORKDIR_GITIGNORE = """# written by augmix: not versioned in a work folder
+# are git-ignored by DVC itself; these are the rest (dvc_plots/ is where `dvc plots show` writes).
+PLOTS_TEMPLATE = ".augmix/dvc-plots.html"  # the offline page for `dvc plots show` (augmix.experiments)
+WORKDIR_GITIGNORE = f"""# written by augmix: not versioned in a work folder
 /checkpoints/
 /mlflow.db
 /mlflow.db.lock
@@ -120,12 +123,18 @@ WORKDIR_GITIGNORE = """# written by augmix: not versioned in a work folder
 /mlruns/
 /.snakemake/
 /.augmix/params-ok
+/{PLOTS_TEMPLATE}
+/dvc_plots/
 __pycache__/
 """
 
 
+# The folder's own commits: no signing or hooks from the user's global Git config.
+GIT_OPTIONS = ["-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"]
+
+
 def _git(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=workdir, check=check, capture_output=True, text=True)
+    return subprocess.run(["git", *GIT_OPTIONS, *args], cwd=workdir, check=check, capture_output=True, text=True)
 
 
 def _git_backed(workdir: Path) -> None:
@@ -141,6 +150,11 @@ def _git_backed(workdir: Path) -> None:
         subprocess.run([_tool("dvc"), "init", "--quiet"], cwd=workdir, check=True, capture_output=True,
                        env={**os.environ, "DVC_NO_ANALYTICS": "1"})
         subprocess.run([_tool("dvc"), "config", "core.analytics", "false"], cwd=workdir, check=True)
+    # `dvc plots show` / `plots diff` draw offline: a page template with vega inlined (DVC's own loads it
+    # from a CDN), named in .dvc/config relative to .dvc/.
+    experiments.write_plots_template(workdir / PLOTS_TEMPLATE)
+    if f"../{PLOTS_TEMPLATE}" not in (workdir / ".dvc" / "config").read_text():
+        subprocess.run([_tool("dvc"), "config", "plots.html_template", f"../{PLOTS_TEMPLATE}"], cwd=workdir, check=True)
     commit(workdir, "augmix: pipeline files and params")
 
 

@@ -15,6 +15,7 @@ from augmix import codedeps
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ".augmix/params-ok"
+REPORT_PLOTS = "report/plots"  # augmix report's figures (PNG), inside the report stage's output
 
 # Per stage: the params keys with ${item.*} where the job table has the identity (the same lists as
 # augmix.jobs.KEYS; tests/test_dag.py resolves every job and compares).
@@ -153,6 +154,14 @@ stages:
       - report:
           cache: false
 """
+    # Top-level plots: every PNG under report/plots (a folder of images is an image plot per file), so
+    # `dvc plots show` and `dvc plots diff <exp>` show the report's figures beside each cell's
+    # train_log.csv curve.
+    plots = f"""
+# The report's figures as image plots (`dvc plots show`, `dvc plots diff`).
+plots:
+  - {REPORT_PLOTS}
+"""
     parts = [
         check,
         data_stage("download", "download", "${grid.datasets}", folder=False), "\n",
@@ -170,6 +179,7 @@ stages:
         cell_stage("imagenet_evaluate", "evaluate", "imagenet", folder=True), "\n",
         external_stage(),
         report,
+        plots,
     ]
     return head + "".join(parts)
 
