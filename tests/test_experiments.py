@@ -4,7 +4,7 @@ checkpoint across a run-time key change; `augmix exps` and `augmix plan` read wh
 report's figures are DVC plots and `dvc plots show` draws offline.
 
 One completed `dvc repro` of tests/smoke/params.yaml (module fixture) is copied for each test, so the
-tests do not see each other's experiments.
+tests do not see each other's experiments. The quick tests at the end need no run.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from augmix import pipeline
+from augmix import experiments, pipeline
 
 from conftest import REPO, SMOKE_OVERLAY
-
-pytestmark = pytest.mark.slow
 
 CHECK = "check"
 CELL = "digits/wrn16_1/{}/seed1"
@@ -83,6 +81,7 @@ def workdir(completed, tmp_path) -> Path:
     return wd
 
 
+@pytest.mark.slow
 def test_the_work_folder_is_a_clean_git_and_dvc_repository(workdir):
     assert ok(["git", "status", "--porcelain"], workdir).stdout == ""
     assert "up to date" in ok(["dvc", "status"], workdir).stdout
@@ -90,6 +89,7 @@ def test_the_work_folder_is_a_clean_git_and_dvc_repository(workdir):
     assert len(ignored.stdout.split()) == 4
 
 
+@pytest.mark.slow
 def test_a_run_time_key_reruns_nothing(workdir):
     before = digests(workdir)
     result = ok(["dvc", "exp", "run", "-n", "quiet", "-S", "runtime.log_every=10"], workdir)
@@ -99,6 +99,7 @@ def test_a_run_time_key_reruns_nothing(workdir):
     assert digests(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_method_key_reruns_its_jobs_and_the_experiment_is_listed(workdir):
     standard = digests(workdir)
     result = ok(["dvc", "exp", "run", "-n", "sev4", "-S", "methods.augmix.severity=4"], workdir)
@@ -132,6 +133,7 @@ def test_a_method_key_reruns_its_jobs_and_the_experiment_is_listed(workdir):
             assert row["methods.augmix.severity"] == ("3" if name == "master" else "4")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", [["methods.augmix.severity=high"],
                                       ["runtime.device=gpu", "methods.augmix.severity=4"]],
                          ids=["job-key", "run-time-key-with-a-job-key"])
@@ -150,6 +152,7 @@ def test_an_invalid_value_fails_before_any_output_is_removed(workdir, settings):
     assert digests(workdir) == before
 
 
+@pytest.mark.slow
 def test_a_bad_run_time_value_alone_runs_nothing_and_is_flagged(workdir):
     """No job declares run-time keys, so nothing runs to refuse `runtime.device=gpu` on its own:
     DVC records the experiment. Nothing is removed, `augmix exps` marks it invalid with config's
@@ -165,6 +168,7 @@ def test_a_bad_run_time_value_alone_runs_nothing_and_is_flagged(workdir):
     assert refused.returncode == 2 and "runtime.device" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_stopped_training_resumes_after_a_run_time_key_change(workdir):
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["archs"]["wrn16_1"]["epochs"] = 3
@@ -180,6 +184,7 @@ def test_a_stopped_training_resumes_after_a_run_time_key_change(workdir):
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2", "3"]
 
 
+@pytest.mark.slow
 def test_plan_says_what_runs_and_why(workdir):
     assert ok(["augmix", "plan"], workdir).stdout == "dvc repro would run nothing: every job is up to date\n"
     params = yaml.safe_load((workdir / "params.yaml").read_text())
@@ -196,6 +201,7 @@ def test_plan_says_what_runs_and_why(workdir):
     assert ran(ok(["dvc", "repro"], workdir)) == {j["stage"] for j in jobs}
 
 
+@pytest.mark.slow
 def test_plan_works_on_a_fresh_work_folder_of_the_paper_params(tmp_path):
     wd = pipeline.prepare_workdir(REPO, tmp_path / "paper", None)
     dry = run(["dvc", "repro", "--dry"], wd)  # why `augmix plan` exists: DVC's dry run needs the inputs
@@ -212,6 +218,7 @@ def test_plan_works_on_a_fresh_work_folder_of_the_paper_params(tmp_path):
     assert text.startswith(f"dvc repro would run {len(stages)} jobs:")
 
 
+@pytest.mark.slow
 def test_report_figures_are_dvc_image_plots(workdir):
     shown = json.loads(ok(["dvc", "plots", "show", "--json"], workdir).stdout)["data"]
     pngs = {p.relative_to(workdir).as_posix() for p in (workdir / "report" / "plots").rglob("*.png")}
@@ -220,6 +227,7 @@ def test_report_figures_are_dvc_image_plots(workdir):
         f"results/{CELL.format(m)}/train_log.csv" for m in ("standard", "augmix")}
 
 
+@pytest.mark.slow
 def test_dvc_plots_show_draws_offline(workdir, tmp_path):
     from support import browser
 
@@ -249,3 +257,25 @@ def test_dvc_plots_show_draws_offline(workdir, tmp_path):
             assert len(images) == len(list((workdir / "report" / "plots").rglob("*.png")))
             assert all(w > 0 for w in images)
             assert bool(blocked) == (drawn == 0)
+
+
+def test_the_offline_plots_template_inlines_vega_and_fills_as_dvc_fills_it():
+    from dvc_render.html import HTML
+
+    page = experiments.plots_page()
+    for name in ("vega 5", "vega-lite 5", "vega-embed 6"):
+        assert f"<script>/* {name}" in page
+    assert "<script src=" not in page and "{scripts}" not in page  # DVC's CDN tags have nowhere to go
+    assert page.count("{plot_divs}") == 1 and page.count("{refresh_tag}") == 1
+    html = HTML(page).with_scripts('<script src="https://cdn.example/vega.js"></script>')
+    html.with_element('<div id="plot-1"></div>')
+    filled = html.embed()
+    assert '<div id="plot-1"></div>' in filled and "cdn.example" not in filled and "{plot_divs}" not in filled
+
+
+def test_exps_and_plan_outside_a_dvc_repository_say_so_in_one_line(tmp_path):
+    for command, words in ((["augmix", "plan"], "no dvc.yaml here"), (["augmix", "exps"], "dvc exp show failed")):
+        result = run(command, tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("augmix: error: ") and words in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -77,6 +77,7 @@ class Experiment:
     params: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # changed key -> (baseline, this)
     cells: dict[str, dict[str, float]] = field(default_factory=dict)  # cell -> headline numbers
     note: str = ""  # why it failed or is invalid (one line)
+    values: dict[str, Any] = field(default_factory=dict)  # every params key (dotted) -> its value here
 
 
 def _file_data(files: Mapping[str, Any] | None, name: str) -> Any:
@@ -123,9 +124,8 @@ def _invalid(params: Mapping[str, Any] | None) -> str:
 
 
 def _state(rng: Mapping[str, Any], rev: Mapping[str, Any]) -> str:
-    executor = rng.get("executor") or {}
-    state = executor.get("state") or ("failed" if rev.get("error") else "success")
-    return state
+    """DVC's executor state (queued, running, failed, success); a finished experiment has none."""
+    return (rng.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
 
 
 def experiments(show: list[Mapping[str, Any]]) -> list[Experiment]:
@@ -134,14 +134,12 @@ def experiments(show: list[Mapping[str, Any]]) -> list[Experiment]:
     out: list[Experiment] = []
     workspace = next((e for e in show if e.get("rev") == "workspace"), None)
     commits = [e for e in show if e.get("rev") != "workspace"]
-    seen: list[tuple[Any, Any]] = []
     for commit in commits:
         data = commit.get("data") or {}
         base_params = _file_data(data.get("params"), PARAMS_FILE)
         name = commit.get("name") or commit["rev"][:7]
         out.append(Experiment(name, commit["rev"][:7], name, "baseline", {}, headline(data.get("metrics")),
-                              _invalid(base_params)))
-        seen.append((config.flatten(base_params or {}), out[-1].cells))
+                              _invalid(base_params), config.flatten(base_params or {})))
         for rng in commit.get("experiments") or []:
             for rev in rng.get("revs") or []:
                 rdata = rev.get("data") or {}
@@ -150,20 +148,20 @@ def experiments(show: list[Mapping[str, Any]]) -> list[Experiment]:
                 note = (rev.get("error") or {}).get("msg", "") if state == "failed" else _invalid(params)
                 if state == "success" and note:
                     state = "invalid"
-                exp = Experiment(rng.get("name") or rev.get("name") or rev["rev"][:7], rev["rev"][:7], name, state,
-                                 changed_params(base_params, params), headline(rdata.get("metrics")), note)
-                out.append(exp)
-                seen.append((config.flatten(params or {}), exp.cells))
+                out.append(Experiment(rng.get("name") or rev.get("name") or rev["rev"][:7], rev["rev"][:7], name,
+                                      state, changed_params(base_params, params), headline(rdata.get("metrics")),
+                                      note, config.flatten(params or {})))
     if workspace and commits:
         wdata = workspace.get("data") or {}
         params = _file_data(wdata.get("params"), PARAMS_FILE)
-        cells = headline(wdata.get("metrics"))
-        if (config.flatten(params or {}), cells) not in seen:
+        values, cells = config.flatten(params or {}), headline(wdata.get("metrics"))
+        if all((e.values, e.cells) != (values, cells) for e in out):
             base = commits[0]
             base_params = _file_data((base.get("data") or {}).get("params"), PARAMS_FILE)
             note = _invalid(params)
             out.insert(0, Experiment("workspace", "workspace", base.get("name") or base["rev"][:7],
-                                     "invalid" if note else "pending", changed_params(base_params, params), cells, note))
+                                     "invalid" if note else "pending", changed_params(base_params, params), cells,
+                                     note, values))
     return out
 
 
@@ -229,11 +227,8 @@ def to_csv(exps: list[Experiment]) -> str:
     buf = _io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["experiment", "rev", "baseline", "state", *keys, "cell", *HEADLINE])
-    bases = _baselines(exps)
     for exp in exps:
-        base = bases.get(exp.baseline)
-        values = [_fmt(exp.params[k][1]) if k in exp.params else
-                  _fmt(_base_value(base, exps, k)) for k in keys]
+        values = [_fmt(exp.values.get(k)) for k in keys]
         for cell in exp.cells or {"": {}}:
             numbers = exp.cells.get(cell, {})
             writer.writerow([exp.name, exp.rev, exp.baseline, exp.state, *values, cell,
@@ -241,18 +236,10 @@ def to_csv(exps: list[Experiment]) -> str:
     return buf.getvalue()
 
 
-def _base_value(base: Experiment | None, exps: list[Experiment], key: str) -> Any:
-    """The baseline's value of a key some experiment changed (every experiment records it)."""
-    for exp in exps:
-        if exp.baseline == (base.name if base else None) and key in exp.params:
-            return exp.params[key][0]
-    return None
-
-
 def exps(cwd: Path = Path("."), *, csv_out: bool = False, all_cells: bool = False,
          all_commits: bool = False) -> str:
     """`augmix exps`: the experiments of the work folder `cwd` as a narrow table (or CSV)."""
-    show = _dvc_json(["exp", "show", *(["--all-commits"] if all_commits else [])], Path(cwd))
+    show = _dvc_json(["exp", "show", *(["--all-commits"] if all_commits else [])], Path(cwd).resolve())
     found = experiments(show or [])
     return to_csv(found) if csv_out else table(found, all_cells=all_cells)
 
@@ -336,6 +323,8 @@ def plan(cwd: Path = Path(".")) -> list[Planned]:
     from dvc.repo import Repo  # only needed here, and slow to import
 
     cwd = Path(cwd).resolve()
+    if not (cwd / "dvc.yaml").is_file():
+        raise PipelineError(f"{cwd}: no dvc.yaml here; run augmix plan in the repository or a work folder")
     current = config.read_yaml(cwd / PARAMS_FILE)
     config.parse(current, where=str(cwd / PARAMS_FILE))
     lock_path = cwd / "dvc.lock"
