@@ -9,8 +9,9 @@ from snakemake.utils import validate
 configfile: "params.yaml"
 
 
-# The params schema exported from src/augmix/config.py (`augmix schema`), then the typed load itself,
-# which adds the checks that span sections: a bad value stops here, before any job.
+# The params schema exported from src/augmix/config.py (`augmix schema`), then the typed load itself
+# (workflow/rules/common.smk), which adds the checks that span sections: a bad value stops here, before
+# any job; names and paths are checked by `augmix check` when the run starts (common.smk, onstart).
 validate(config, "workflow/schemas/params.schema.json")
 
 

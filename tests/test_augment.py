@@ -483,10 +483,11 @@ def test_batched_and_pil_paths_same_distribution_with_fill():
 
 
 def test_training_hp_passes_the_fill():
+    from augmix.config import METHOD_PARAMS
     from augmix.training_methods import _augmix_kwargs
 
-    hp = {"severity": 3, "width": 3, "depth": -1, "alpha": 1.0, "all_ops": False, "jsd_weight": 12.0,
-          "backend": "tensor"}
+    hp = METHOD_PARAMS["augmix"](severity=3, width=3, depth=-1, alpha=1.0, all_ops=False, jsd_weight=12.0,
+                                 backend="tensor", fill=0)
     assert _augmix_kwargs(hp) == {"severity": 3, "width": 3, "depth": -1, "alpha": 1.0, "all_ops": False,
-                                  "affine_fill": 0}  # CIFAR: no key, the reference's black
-    assert _augmix_kwargs({**hp, "affine_fill": 128})["affine_fill"] == 128  # ImageNet (REF-#3)
+                                  "affine_fill": 0}  # the committed reference's black
+    assert _augmix_kwargs(hp.model_copy(update={"fill": 128}))["affine_fill"] == 128  # the released weights' code

@@ -11,7 +11,8 @@ from augmix.cli import build_parser, main
 
 from conftest import REPO, SMOKE_PARAMS
 
-STAGES = ["download", "corrupt", "train", "evaluate", "report", "repro", "demo", "check", "schema", "bench"]
+STAGES = ["download", "corrupt", "train", "evaluate", "evaluate-external", "report", "repro", "demo", "workdir",
+          "check", "schema", "ui", "bench"]
 
 
 def test_console_script_help_lists_every_stage():

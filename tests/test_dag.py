@@ -106,16 +106,22 @@ def _covered(paths: set[str], by: set[str]) -> set[str]:
     return {p for p in paths if not any(p == b or PurePosixPath(p).is_relative_to(b) for b in by)}
 
 
+CHECK = "augmix check --stamp .augmix/params-ok"  # DVC's root stage; Snakemake runs it on start (common.smk)
+
+
 def test_dvc_and_snakemake_plan_the_same_jobs(workdir):
     dvc, smk = dvc_plan(workdir), snakemake_plan(workdir)
+    assert CHECK in dvc and CHECK not in smk
+    del dvc[CHECK]
     assert set(dvc) == set(smk), f"only DVC: {set(dvc) - set(smk)}; only Snakemake: {set(smk) - set(dvc)}"
-    assert dvc_dry_commands(workdir) == set(dvc)
+    assert dvc_dry_commands(workdir) == {*dvc, CHECK}
     for cmd in dvc:
         d, s = dvc[cmd], smk[cmd]
         assert cmd.startswith("augmix "), cmd
         assert STAGE_OF.get(d["name"], d["name"]) == STAGE_OF.get(s["name"], s["name"]), cmd
         assert d["outputs"] == s["outputs"], cmd
-        assert not _covered(s["inputs"], d["inputs"]) and not _covered(d["inputs"], s["inputs"] | {"results"}), cmd
+        assert not _covered(s["inputs"], d["inputs"])
+        assert not _covered(d["inputs"], s["inputs"] | {"results", ".augmix/params-ok"}), cmd
 
 
 def test_each_dvc_job_declares_exactly_the_keys_of_the_job_table(workdir):
@@ -126,6 +132,10 @@ def test_each_dvc_job_declares_exactly_the_keys_of_the_job_table(workdir):
         tree = config.to_dict(params)
         for key in expected:
             config.get(tree, key)  # every declared key exists in the file
+
+
+def test_snakemake_runs_the_check_before_any_job():
+    assert 'onstart:\n    shell("augmix check")' in (REPO / "workflow/rules/common.smk").read_text()
 
 
 def test_snakemake_rules_take_their_params_from_the_job_table():

@@ -117,7 +117,7 @@ def test_digits_demo_set_is_deterministic_cifar_format(tmp_path):
 
 
 def test_imagenet_folder_check(tmp_path):
-    with pytest.raises(DataError, match="data.imagenet_dir"):
+    with pytest.raises(DataError, match="datasets.imagenet.dir"):
         data.check_imagenet(tmp_path / "missing")
     for split in ("train", "val"):
         (tmp_path / "inet" / split / "n01").mkdir(parents=True)

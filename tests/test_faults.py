@@ -112,7 +112,6 @@ def test_training_killed_at_random_points_resumes_bit_identical(workdir):
     wd, env = workdir
     raw = smoke()
     raw["archs"]["wrn16_1"]["epochs"] = RESUME_EPOCHS
-    raw["optim"]["epochs"] = RESUME_EPOCHS
     raw["tracking"]["enabled"] = False  # not under test here; saves start-up time per restart
     # One intra-op thread: the test is about the resume logic, not about multi-threaded kernels (with
     # the default 2 threads one of 7 runs differed, under heavy machine load; see the issue-7 report).
@@ -120,8 +119,8 @@ def test_training_killed_at_random_points_resumes_bit_identical(workdir):
     write_params(wd / "params-resume.yaml", raw)
     dataset, arch, method = TRAIN_CELL
     cmd = ["augmix", "train", "--params", "params-resume.yaml", "--dataset", dataset, "--arch", arch, "--method", method]
-    cell = wd / "results" / dataset / arch / method
-    ckpt = wd / "checkpoints" / dataset / arch / method / "last.pt"
+    cell = wd / "results" / dataset / arch / method / "seed1"
+    ckpt = wd / "checkpoints" / dataset / arch / method / "seed1" / "last.pt"
 
     # The uninterrupted reference.
     subprocess.run(cmd, cwd=wd, env=env, check=True, capture_output=True, text=True, timeout=600)
@@ -197,12 +196,12 @@ def kill_mid_build(cmd: list[str], cwd: Path, env: dict, parent: Path, name: str
 
 
 def test_corruption_build_killed_midway_is_never_taken_for_complete(workdir):
-    from augmix import registry
+    from augmix.corruptions import BENCHMARK_CORRUPTIONS
     from augmix.corruptions.build import is_complete
 
     wd, env = workdir
     raw = smoke()
-    names = registry.corruption_names()[:15]  # the benchmark's 15: long enough to be killed inside
+    names = list(BENCHMARK_CORRUPTIONS)  # the benchmark's 15: long enough to be killed inside
     raw["corruptions"]["names"] = names
     raw["corruptions"]["severities"] = [1, 2, 3, 4, 5]
     raw["tracking"]["enabled"] = False
@@ -357,24 +356,32 @@ def _drop(path: str):
 
 # (case id, mutation of the smoke params or None for "no file", text the one message must contain)
 BAD_PARAMS = [
-    ("unknown-key", _set("augmix.widht", 3), "augmix.widht"),
-    ("unknown-section", _set("trainer", {"lr": 0.1}), "unknown key trainer"),
-    ("missing-key", _drop("eval.batch_size"), "missing key eval.batch_size"),
-    ("wrong-type-str", _set("optim.lr", "fast"), "optim.lr: expected a number"),
-    ("wrong-type-bool", _set("optim.epochs", True), "optim.epochs: expected an integer"),
-    ("wrong-type-list", _set("grid.archs", "wrn16_1"), "grid.archs: expected a list"),
-    ("out-of-range", _set("augmix.severity", 11), "augmix.severity: 11 is above the maximum 10"),
-    ("out-of-range-severity", _set("corruptions.severities", [1, 6]), "corruptions.severities: 6 is above the maximum 5"),
-    ("empty-grid", _set("grid.methods", []), "grid.methods: must not be empty"),
-    ("unknown-dataset", _set("grid.datasets", ["mnist"]), "grid.datasets: 'mnist' is not one of"),
-    ("unknown-arch", _set("grid.archs", ["vgg16"]), "grid.archs[0]: unknown architecture 'vgg16'"),
+    ("unknown-key", _set("methods.augmix.widht", 3), "methods.augmix.widht: unknown key"),
+    ("unknown-section", _set("trainer", {"lr": 0.1}), "trainer: unknown key"),
+    ("missing-key", _drop("eval.calib_mode"), "eval.calib_mode: missing key"),
+    ("wrong-type-str", _set("archs.wrn16_1.lr", "fast"), "archs.wrn16_1.lr: input should be a valid number"),
+    ("wrong-type-bool", _set("archs.wrn16_1.epochs", True), "archs.wrn16_1.epochs: input should be a valid integer"),
+    ("wrong-type-list", _set("grid.archs", "wrn16_1"), "grid.archs: input should be a valid list"),
+    ("out-of-range", _set("methods.augmix.severity", 11), "methods.augmix.severity: input should be less than or equal to 10"),
+    ("out-of-range-severity", _set("corruptions.severities", [1, 6]), "corruptions.severities[1]: input should be less than or equal to 5"),
+    ("empty-grid", _set("grid.methods", []), "grid.methods: list should have at least 1 item"),
+    ("unknown-dataset", _set("grid.datasets", ["mnist"]), "grid.datasets[0]: no dataset 'mnist' in datasets"),
+    ("arch-without-recipe", _set("grid.archs", ["vgg16"]), "grid.archs[0]: 'vgg16' has no recipe in archs"),
     ("unknown-method", _set("grid.methods", ["augmax"]), "grid.methods[0]: unknown method 'augmax'"),
-    ("unknown-corruption", _set("corruptions.names", ["gaussian_nois"]), "corruptions.names[0]: unknown corruption 'gaussian_nois'"),
-    ("imagenet-without-folder", _set("imagenet.datasets", ["imagenet"]), "data.imagenet_dir: required"),
+    ("imagenet-without-folder", _set("imagenet.datasets", ["imagenet"]), "datasets.imagenet.dir: required"),
     ("imagenet-in-cifar-grid", _set("grid.datasets", ["digits", "imagenet"]),
-     "grid.datasets[1]: imagenet jobs are listed in imagenet.datasets"),
+     "grid.datasets[1]: imagenet is an image-folder dataset"),
+    ("old-layout", _set("optim", {"lr": 0.1}), "optim: moved to archs.<arch>"),
     ("not-yaml", "grid: [unclosed\n", "not valid YAML"),
     ("missing-file", None, "params.yaml not found"),
+]
+# Names only the code's tables know (corruptions, architectures in `archs`, released-model files): the
+# pipeline's `check` refuses them before any job (and `augmix repro` before starting DVC); a stage that
+# does not read them (train does not read the corruption list) runs.
+BAD_NAMES = [
+    ("unknown-corruption", _set("corruptions.names", ["gaussian_nois"]), "corruptions.names[0]: unknown corruption 'gaussian_nois'"),
+    ("unknown-arch", _set("archs.vgg16", {"epochs": 1, "batch_size": 8, "lr": 0.1, "lr_min": 0.0, "momentum": 0.9,
+                                          "nesterov": True, "weight_decay": 0.0}), "archs.vgg16: unknown architecture"),
 ]
 
 
@@ -401,6 +408,15 @@ def assert_one_clear_error(out: subprocess.CompletedProcess, needle: str) -> Non
 @pytest.mark.parametrize("case,mutate,needle", BAD_PARAMS,
                          ids=[c.values[0] if hasattr(c, "values") else c[0] for c in BAD_PARAMS])
 def test_bad_params_stop_train_and_repro_before_anything_runs(clean_workdir, case, mutate, needle):
+    _refused_everywhere(clean_workdir, mutate, needle, ("train", "repro"))
+
+
+@pytest.mark.parametrize("case,mutate,needle", BAD_NAMES, ids=[c[0] for c in BAD_NAMES])
+def test_bad_names_stop_check_and_repro_before_anything_runs(clean_workdir, case, mutate, needle):
+    _refused_everywhere(clean_workdir, mutate, needle, ("check", "repro"))
+
+
+def _refused_everywhere(clean_workdir, mutate, needle, commands):
     wd, env, store = clean_workdir
     good = (wd / "params.yaml").read_text()
     if mutate is None:
@@ -412,11 +428,11 @@ def test_bad_params_stop_train_and_repro_before_anything_runs(clean_workdir, cas
     before = snapshot(wd)
     try:
         # Both at once (2 cores): a stage command and the whole pipeline wrapper.
-        procs = {name: subprocess.Popen(cmd, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
-                 for name, cmd in {"train": ["augmix", "train", "--dataset", "digits", "--arch", "wrn16_1",
-                                             "--method", "standard"],
-                                   "repro": ["augmix", "repro"]}.items()}
+        every = {"train": ["augmix", "train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "standard"],
+                 "check": ["augmix", "check"], "repro": ["augmix", "repro"]}
+        procs = {name: subprocess.Popen(every[name], cwd=wd, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+                 for name in commands}
         outs = {}
         for name, p in procs.items():
             stdout, stderr = p.communicate(timeout=300)
@@ -439,9 +455,9 @@ BAD_ARGS = [
     (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "standard", "--epochs", "3"], "--epochs"),
     (["repro", "--runner", "make"], "--runner: invalid choice: 'make'"),
     (["repro", "--jobs", "two"], "--jobs: invalid int value: 'two'"),
-    (["download", "--dataset", "mnist"], "--dataset: unknown name 'mnist'"),
-    (["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"], "--arch: unknown name 'vgg16'"),
-    (["evaluate", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"], "--method: unknown name 'augmax'"),
+    (["download", "--dataset", "mnist"], "--dataset: no dataset 'mnist' in datasets"),
+    (["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"], "--arch: unknown architecture 'vgg16'"),
+    (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"], "--method: unknown method 'augmax'"),
 ]
 
 

@@ -16,7 +16,8 @@ import torch
 import yaml
 from PIL import Image
 
-from augmix import config, imagenet, stages
+from augmix import config, imagenet
+from augmix.stages import corrupt, download, evaluate, train
 from augmix.data import DataError
 
 from conftest import SMOKE_PARAMS
@@ -54,11 +55,13 @@ def folder(tmp_path_factory) -> Path:
 
 def _params(folder: Path, **changes) -> config.Params:
     raw = copy.deepcopy(RAW)
-    raw["data"].update(imagenet_dir=str(folder), max_train=0, max_test=0)
-    raw["imagenet"].update(datasets=["imagenet"], batch_size=8, epochs=2, image_size=64, resize=73, workers=0,
-                           lr=0.05)
+    raw["datasets"]["imagenet"]["dir"] = str(folder)
+    raw["subset"].update(train=0, test=0)
+    raw["imagenet"].update(datasets=["imagenet"], image_size=64, resize=73)
+    raw["imagenet"]["recipe"].update(batch_size=8, epochs=2, lr=0.05)
+    raw["runtime"].update(workers=0, eval_batch_size=16)
     raw["corruptions"].update(names=["gaussian_noise", "contrast"], severities=[1, 5])
-    raw["eval"].update(calib_bin_size=4, batch_size=16)
+    raw["eval"].update(calib_bin_size=4)
     raw["tracking"]["enabled"] = False
     for dotted, value in changes.items():
         *path, key = dotted.split(".")
@@ -168,7 +171,8 @@ def test_train_batches_do_not_depend_on_workers_or_batch_split(folder):
 def test_imagenet_recipe_scales_lr_and_steps_down_at_thirds(folder):
     from augmix.train import recipe_for, step_decay_factor
 
-    r = recipe_for(_params(folder, **{"imagenet.epochs": 90, "imagenet.batch_size": 512}), "imagenet", "resnet50")
+    r = recipe_for(_params(folder, **{"imagenet.recipe.epochs": 90, "imagenet.recipe.batch_size": 512}),
+                   "imagenet", "resnet50")
     assert r.lr == pytest.approx(0.05 * 2) and not r.nesterov and r.weight_decay == 1e-4  # REF: lr * batch / 256
     spe = 10
     assert [r.factor(e * spe, spe) for e in (0, 29, 30, 59, 60, 89)] == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
@@ -178,16 +182,15 @@ def test_imagenet_recipe_scales_lr_and_steps_down_at_thirds(folder):
     assert cifar.nesterov and cifar.factor(0, 10) == 1.0 and cifar.schedule == "cosine"
 
 
-def test_imagenet_augmix_takes_its_severity_and_fill_from_the_imagenet_section(folder):
-    from augmix.train import train_hparams
-    from augmix.training_methods import _augmix_kwargs
+def test_imagenet_augmix_takes_its_severity_and_fill_from_its_per_dataset_values(folder):
+    from augmix.training_methods import _augmix_kwargs, method_hparams
 
-    params = _params(folder, **{"imagenet.augmix_severity": 2, "imagenet.augmix_fill": 128})
-    hp = train_hparams(params, "imagenet", "augmix", torch.device("cpu"))
+    params = _params(folder, **{"methods.augmix.per_dataset.imagenet": {"severity": 2, "fill": 128}})
+    hp = method_hparams(params, "augmix", "imagenet")
     assert _augmix_kwargs(hp)["severity"] == 2 and _augmix_kwargs(hp)["affine_fill"] == 128
-    cifar = train_hparams(params, "digits", "augmix", torch.device("cpu"))  # the CIFAR recipe: black fill
-    assert _augmix_kwargs(cifar)["severity"] == params.augmix.severity and _augmix_kwargs(cifar)["affine_fill"] == 0
-    assert "affine_fill" not in train_hparams(params, "imagenet", "standard", torch.device("cpu"))
+    cifar = method_hparams(params, "augmix", "digits")  # the CIFAR recipe: black fill
+    assert _augmix_kwargs(cifar)["severity"] == params.methods.augmix.severity == 3
+    assert _augmix_kwargs(cifar)["affine_fill"] == 0
 
 
 # ----------------------------------------------------------------------------- the stages
@@ -195,14 +198,14 @@ def test_imagenet_augmix_takes_its_severity_and_fill_from_the_imagenet_section(f
 
 def test_generated_imagenet_c_uses_the_224_table(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    params = _params(folder, **{"corruptions.severities": [2], "data.max_test": 6})
-    stages.download(params, "imagenet")
+    params = _params(folder, **{"corruptions.severities": [2], "subset.test": 6})
+    download.run(params, "imagenet")
     with pytest.raises(config.ConfigError, match="imagenet.image_size"):
-        stages.corrupt(params, "imagenet")
+        corrupt.run(params, "imagenet")
     assert not Path("data/corrupted/imagenet").exists()  # nothing half-written
-    params = _params(folder, **{"corruptions.severities": [2], "data.max_test": 6, "imagenet.image_size": 224,
+    params = _params(folder, **{"corruptions.severities": [2], "subset.test": 6, "imagenet.image_size": 224,
                                 "imagenet.resize": 256})
-    out = stages.corrupt(params, "imagenet")
+    out = corrupt.run(params, "imagenet")
     files = sorted((out / "C").rglob("*.JPEG"))
     assert len(files) == 2 * 6 and {Image.open(f).size for f in files} == {(224, 224)}
     assert {f.relative_to(out / "C").parts[:2] for f in files} == {("gaussian_noise", "2"), ("contrast", "2")}
@@ -225,28 +228,28 @@ def _official_imagenet_c(root: Path, val: Path, names, severities, size: int) ->
 def test_resnet50_pipeline_on_a_tiny_image_folder(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     c_root = _official_imagenet_c(tmp_path / "inet-c", folder / "val", ["gaussian_noise", "contrast"], [1, 5], 64)
-    params = _params(folder, **{"corruptions.source": "official", "data.imagenet_c_dir": str(c_root),
+    params = _params(folder, **{"corruptions.source": "official", "datasets.imagenet.c_dir": str(c_root),
                                 "corruptions.perturbations": ["gaussian_noise", "translate"]})
-    raw = stages.download(params, "imagenet")
+    raw = download.run(params, "imagenet")
     assert json.loads((raw / "imagenet.json").read_text())["train"] == 24
-    out = stages.corrupt(params, "imagenet")
+    out = corrupt.run(params, "imagenet")
     assert json.loads((out / "C" / "source.json").read_text())["dir"] == str(c_root.resolve())
     videos = sorted((out / "P").rglob("*.npy"))  # ImageNet-P from val: one video per image and perturbation
     assert len(videos) == 2 * 12 and {np.load(v).shape for v in videos} == {(31, 64, 64, 3), (41, 64, 64, 3)}
 
-    summary = stages.train(params, "imagenet", "resnet50", "augmix")
+    summary = train.run(params, "imagenet", "resnet50", "augmix", 1)
     assert summary["n_train"] == 24 and summary["n_test"] == 12 and summary["epochs"] == 2
-    log = pd.read_csv(Path("results/imagenet/resnet50/augmix/train_log.csv"))
+    log = pd.read_csv(Path("results/imagenet/resnet50/augmix/seed1/train_log.csv"))
     assert list(log.epoch) == [1, 2] and np.isfinite(log.train_loss).all()
-    state = torch.load("results/imagenet/resnet50/augmix/model.pt", weights_only=True)
+    state = torch.load("results/imagenet/resnet50/augmix/seed1/model.pt", weights_only=True)
     assert state["num_classes"] == 3 and state["classes"] == list(WNIDS)
     assert state["model"]["fc.weight"].shape == (3, 2048)
 
-    result = stages.evaluate(params, "imagenet", "resnet50", "augmix")
-    frame = pd.read_csv("results/imagenet/resnet50/augmix/eval.csv")
+    result = evaluate.run(params, "imagenet", "resnet50", "augmix", 1)
+    frame = pd.read_csv("results/imagenet/resnet50/augmix/seed1/eval.csv")
     assert len(frame) == 1 + 2 * 2 and set(frame.n) == {12}
     assert 0 <= result["clean_error"] <= 1 and "corruption_error" in result
     assert "mce" not in result  # AlexNet-normalised mCE needs all five severities
-    p_frame = pd.read_csv("results/imagenet/resnet50/augmix/eval_p.csv")
+    p_frame = pd.read_csv("results/imagenet/resnet50/augmix/seed1/eval_p.csv")
     assert list(p_frame.perturbation) == ["gaussian_noise", "translate"] and set(p_frame.n_sequences) == {12}
     assert ((p_frame.flip_prob >= 0) & (p_frame.flip_prob <= 1)).all() and "mean_flip_prob" in result

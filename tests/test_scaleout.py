@@ -21,7 +21,10 @@ from support import services
 
 PROFILE = "workflow/profiles/slurm"
 PAPER = yaml.safe_load((REPO / "params.yaml").read_text())
-N_CELLS = len(PAPER["grid"]["datasets"]) * len(PAPER["grid"]["archs"]) * len(PAPER["grid"]["methods"])
+N_SEEDS = len(PAPER["grid"]["seeds"])
+N_CELLS = N_SEEDS * (len(PAPER["grid"]["datasets"]) * len(PAPER["grid"]["archs"]) * len(PAPER["grid"]["methods"])
+                     + len(PAPER["ablation"]["datasets"]) * len(PAPER["ablation"]["archs"])
+                     * len(PAPER["ablation"]["methods"]))
 
 # What the profile promises per rule (workflow/profiles/slurm/config.yaml), as Snakemake resolves it.
 EXPECTED = {
@@ -108,7 +111,7 @@ def test_slurm_submissions_carry_the_profile_resources(paper_workdir, tmp_path):
     # Inputs so that exactly these three jobs are ready: raw data, and one trained cell to evaluate.
     for d in ("data/raw/cifar10", "data/raw/cifar100", "data/corrupted/cifar10"):
         (wd / d).mkdir(parents=True, exist_ok=True)
-    trained = wd / "results/cifar10/allconv/standard"
+    trained = wd / "results/cifar10/allconv/standard/seed1"
     trained.mkdir(parents=True, exist_ok=True)
     for name in ("model.pt", "params.resolved.yaml", "train_summary.json", "train_log.csv"):
         (trained / name).write_text("stand-in")
@@ -116,8 +119,8 @@ def test_slurm_submissions_carry_the_profile_resources(paper_workdir, tmp_path):
     fake = services.fake_slurm_bin(tmp_path / "bin", log)
     env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9/never-contacted"}
-    targets = ["data/corrupted/cifar100", "results/cifar10/wrn40_2/augmix/model.pt",
-               "results/cifar10/allconv/standard/eval.csv"]
+    targets = ["data/corrupted/cifar100", "results/cifar10/wrn40_2/augmix/seed1/model.pt",
+               "results/cifar10/allconv/standard/seed1/eval.csv"]
     out = subprocess.run(["snakemake", "--workflow-profile", PROFILE, "--retries", "0", "--keep-going",
                           "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
                           *targets], cwd=wd, env=env, capture_output=True, text=True, timeout=300)
@@ -148,7 +151,7 @@ def imagenet_workdir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("paper-imagenet")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["imagenet"].update(datasets=["imagenet"], nproc=8)
-    raw["data"]["imagenet_dir"] = str(tmp / "imagenet")
+    raw["datasets"]["imagenet"]["dir"] = str(tmp / "imagenet")
     (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return pipeline.prepare_workdir(REPO, tmp / "wd", tmp / "params.yaml")
 
@@ -186,7 +189,7 @@ def test_multi_gpu_imagenet_training_is_one_slurm_job_per_cell(imagenet_workdir,
            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9/never-contacted"}
     out = subprocess.run(["snakemake", "--workflow-profile", PROFILE, "--retries", "0", "--keep-going",
                           "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
-                          "results/imagenet/resnet50/augmix/model.pt"], cwd=wd, env=env, capture_output=True,
+                          "results/imagenet/resnet50/augmix/seed1/model.pt"], cwd=wd, env=env, capture_output=True,
                          text=True, timeout=300)
     assert "fake cluster: submission recorded" in out.stdout + out.stderr, out.stderr[-3000:]
     calls = [json.loads(line) for line in log.read_text().splitlines()]
@@ -252,7 +255,7 @@ def test_pipeline_logs_to_a_postgresql_backed_server(server_pipeline):
     assert all(r.info.status == "FINISHED" and r.data.tags["runner"] == "dvc" for r in children)
     train = next(r for r in children if r.data.tags["stage"] == "train")
     assert [m.step for m in client.get_metric_history(train.info.run_id, "test_error")] == [1]
-    assert train.data.params["optim.batch_size"] == "64" and train.data.tags["method"] == "standard"
+    assert train.data.params["archs.wrn16_1.batch_size"] == "64" and train.data.tags["method"] == "standard"
     assert {"train_log.csv", "train_summary.json"} <= {a.path for a in client.list_artifacts(train.info.run_id)}
     # The artifact went through the server into its --artifacts-destination.
     stored = list((work / "artifacts").rglob(f"{train.info.run_id}/artifacts/train_summary.json"))

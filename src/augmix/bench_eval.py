@@ -16,7 +16,7 @@ __all__ = ["format_table", "run"]
 def run(*, arch: str = "wrn40_2", batch_size: int = 1000, batches: int = 10, device: str | None = None,
         bf16: bool = True, quick: bool = False, test_images: int = 10_000) -> dict[str, Any]:
     from augmix.models import build_model
-    from augmix.train import predict_logits
+    from augmix.predict import predict_logits
 
     if quick:
         arch, batch_size, batches = ("wrn16_1" if arch == "wrn40_2" else arch), 100, 2

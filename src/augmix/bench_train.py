@@ -46,9 +46,11 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
         full_epoch: bool | None = None, epoch_samples: int = 50_000, test_samples: int = 10_000,
         epochs: int = 100, params_file: str = "params.yaml") -> dict[str, Any]:
     from augmix import config
+    from augmix.device import pick_device
     from augmix.models import build_model
-    from augmix.train import CompiledFirstShape, Data, Forward, TensorSource, bf16_autocast, pick_device, train_epoch
-    from augmix.training_methods import AUGMIX_METHODS, all_methods, method_hparams
+    from augmix.sources import Run, Split, TensorSource
+    from augmix.train import CompiledFirstShape, Forward, bf16_autocast, train_epoch
+    from augmix.training_methods import METHODS, method_hparams
 
     if quick:
         arch, steps, warmup, batch_size = ("wrn16_1" if arch == "wrn40_2" else arch), 3, 1, 32
@@ -61,16 +63,16 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
     full_epoch = cuda if full_epoch is None else full_epoch  # a whole CPU epoch of WRN-40-2 takes hours
     if cuda:
         torch.backends.cudnn.benchmark = params.train.cudnn_benchmark
-    hp = method_hparams(params, method, dev)
-    if method in AUGMIX_METHODS:
-        hp["backend"] = "tensor"  # the batched path is what the GPU trains with
+    entry = METHODS[method]
+    hp = entry.setup(method_hparams(params, method, "cifar10"), Path(params.data.root), dev)
     g = torch.Generator().manual_seed(0)
 
-    def synthetic(n: int) -> Data:
-        return Data(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(dev),
-                    torch.randint(0, 10, (n,), generator=g).to(dev))
+    def synthetic(n: int) -> Split:
+        return Split(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(dev),
+                     torch.randint(0, 10, (n,), generator=g).to(dev))
 
-    source = TensorSource(params, method, hp, synthetic(epoch_samples), synthetic(test_samples), 10)
+    source = TensorSource(Run(0, entry, hp, params.runtime.eval_batch_size), synthetic(epoch_samples),
+                          synthetic(test_samples), 10)
     torch.manual_seed(0)
     model = build_model(arch, 10).to(dev)
     if params.train.channels_last:
@@ -78,12 +80,12 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
     bf16 = cuda and params.train.bf16
     fwd = Forward(model, CompiledFirstShape(model, params.train.compile_mode) if compile else model,
                   bf16_autocast(dev, bf16))
-    o = params.optim
+    o = params.archs[arch] if arch in params.archs else params.archs["wrn40_2"]
     opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                          weight_decay=5e-4, **({"fused": True} if cuda else {}))
+                          weight_decay=o.weight_decay, **({"fused": True} if cuda else {}))
     steps_per_epoch = math.ceil(epoch_samples / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)  # the loop's per-step schedule call
-    step_fn = all_methods()[method]
+    step_fn = entry.step
 
     def order(epoch: int) -> list[torch.Tensor]:
         perm = torch.randperm(epoch_samples, generator=torch.Generator().manual_seed(epoch))

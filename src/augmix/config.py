@@ -649,7 +649,7 @@ def parse(raw: Any, *, where: str = "params") -> Params:
 
 
 def _report(where: str, problems: list[str], what: str = "") -> str:
-    if len(problems) == 1 and not what:
+    if len(problems) == 1:
         return f"{where}: {problems[0]}"
     head = f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}" + (f" ({what})" if what else "")
     return head + "".join(f"\n  {p}" for p in problems)
@@ -949,7 +949,7 @@ def parse(raw: Any, *, where: str = "params") -> Params:
 
 
 def _report(where: str, problems: list[str], what: str = "") -> str:
-    if len(problems) == 1 and not what:
+    if len(problems) == 1:
         return f"{where}: {problems[0]}"
     head = f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}" + (f" ({what})" if what else "")
     return head + "".join(f"\n  {p}" for p in problems)

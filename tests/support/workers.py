@@ -20,15 +20,15 @@ _WORKER = r"""
 import json, pathlib, sys, time
 import yaml
 from augmix import config, tracking
+from augmix.jobs import Job
 
 index, barrier, params_file = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
-params = config.parse(yaml.safe_load(open(params_file)), check_names=False)
+params = config.parse(yaml.safe_load(open(params_file)))
 import mlflow, torch  # noqa: F401  (paid before the barrier, not inside the race)
 (barrier / f"ready-{index}").touch()
 while not (barrier / "go").exists():
     time.sleep(0.01)
-with tracking.stage_run(params, stage="train", sections=["optim", "augmix"],
-                        identity={"dataset": "digits", "arch": "wrn16_1", "method": f"writer{index}"}) as run:
+with tracking.stage_run(params, Job("train", "digits", "wrn16_1", "augmix", index)) as run:
     for step in range(1, STEPS + 1):
         run.log_metrics({"train_loss": 1.0 / step + index, "test_error": 0.5 / step}, step=step)
     run.set_tags({"writer": str(index)})
@@ -71,7 +71,7 @@ def concurrent_stage_runs(n: int, *, uri: str, experiment: str, workdir: Path, t
     for run in runs:
         histories = {k: client.get_metric_history(run.info.run_id, k) for k in KEYS}
         ok = all(sorted(m.step for m in h) == list(range(1, STEPS + 1)) for h in histories.values())
-        ok = ok and run.data.params.get("optim.batch_size") is not None and "writer" in run.data.tags
+        ok = ok and run.data.params.get("archs.wrn16_1.batch_size") is not None and "writer" in run.data.tags
         complete += ok
     return {
         "n_runs": len(runs),

@@ -5,7 +5,6 @@ rule download:
     output:
         directory(f"{DATA}/raw/{{dataset}}"),
     input:
-        ancient(CHECK),
         code("download"),
     params:
         job=job_params("download"),
@@ -19,7 +18,6 @@ rule corrupt:
     output:
         directory(f"{DATA}/corrupted/{{dataset}}"),
     input:
-        ancient(CHECK),
         f"{DATA}/raw/{{dataset}}",
         code("corrupt"),
     params:

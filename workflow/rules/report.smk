@@ -5,7 +5,6 @@ rule report:
     output:
         directory("report"),
     input:
-        ancient(CHECK),
         expand("results/{cell}/eval.csv", cell=CELLS + IMAGENET_CELLS),
         expand("results/{cell}/metrics.json", cell=CELLS + IMAGENET_CELLS),
         expand("results/{cell}/train_summary.json", cell=CELLS + IMAGENET_CELLS),

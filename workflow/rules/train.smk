@@ -11,7 +11,6 @@ rule train:
         summary=f"{CELL}/train_summary.json",
         log=f"{CELL}/train_log.csv",
     input:
-        ancient(CHECK),
         f"{DATA}/raw/{{dataset}}",
         code("train"),
     params:
@@ -31,7 +30,6 @@ rule evaluate:
         f"{CELL}/predictions_clean.npz",
         f"{CELL}/metrics.json",
     input:
-        ancient(CHECK),
         f"{CELL}/model.pt",
         f"{DATA}/raw/{{dataset}}",
         f"{DATA}/corrupted/{{dataset}}",
@@ -73,7 +71,6 @@ rule evaluate_external:
         "results/external/{name}/predictions_clean.npz",
         "results/external/{name}/metrics.json",
     input:
-        ancient(CHECK),
         external_inputs,
         code("external"),
     params:

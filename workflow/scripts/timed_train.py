@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
 
-    from augmix import config
+    from augmix import config, jobs
     from augmix.data import write_cifar10_format
     from augmix.tracking import NullRun
     from augmix.train import train
@@ -51,8 +51,10 @@ def main() -> None:
         raw["train"]["compile"] = not args.no_compile
         raw["archs"].setdefault(args.arch, dict(raw["archs"]["wrn40_2"]))["epochs"] = args.epochs
         params = config.parse(raw)
-        summary = train(params, dataset="cifar10", arch=args.arch, method=args.method, raw_dir=work / "raw",
-                        out_dir=work / "out", checkpoint=work / "ckpt.pt", run=NullRun())
+        job = jobs.Job("train", "cifar10", args.arch, args.method, 1)
+        summary = train(jobs.view(params, job), job, raw_dir=work / "raw", out_dir=work / "out",
+                        checkpoint=work / "ckpt.pt", fingerprint=jobs.fingerprint(job, params),
+                        job_params=jobs.resolved(job, params), run=NullRun())
         log = (work / "out" / "train_log.csv").read_text()
     print(log, end="")
     print(json.dumps({**summary, "wall_s_from_start": round(time.monotonic() - T0, 1)}))

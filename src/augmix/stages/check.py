@@ -14,7 +14,8 @@ from augmix.models import ARCHS
 from augmix.training_methods import METHODS
 
 
-def problems(params: Params) -> list[str]:
+def problems(params: Params, root: Path = Path(".")) -> list[str]:
+    """Every problem of `params` the schema cannot see; relative paths are read from `root`."""
     out = []
     for name in params.archs:
         if name not in ARCHS:
@@ -32,26 +33,26 @@ def problems(params: Params) -> list[str]:
     for name, entry in params.external.items():
         if entry.arch not in ARCHS:
             out.append(f"external.{name}.arch: unknown architecture {entry.arch!r} (known: {', '.join(ARCHS)})")
-        if not Path(entry.file).is_file():
+        if not (root / entry.file).is_file():
             out.append(f"external.{name}.file: {entry.file} not found (put the released weights there)")
     used = {*params.grid.datasets, *(params.ablation.datasets if params.ablation.methods else [])}
     for name in sorted(used):
         entry = params.datasets[name]
-        if entry.source in ("folder", "npz") and not Path(entry.path).exists():
+        if entry.source in ("folder", "npz") and not (root / entry.path).exists():
             out.append(f"datasets.{name}.path: {entry.path} not found (your {entry.source} dataset: see the "
                        f"README, 'Your own data')")
     for name in params.imagenet.datasets:
         entry = params.datasets[name]
-        if entry.source in FOLDER_SOURCES and entry.dir and not Path(entry.dir).is_dir():
+        if entry.source in FOLDER_SOURCES and entry.dir and not (root / entry.dir).is_dir():
             out.append(f"datasets.{name}.dir: folder {entry.dir} not found (ImageNet cannot be downloaded: "
                        f"point it at a folder with train/<class>/ and val/<class>/)")
-        if params.corruptions.source == "official" and entry.source in FOLDER_SOURCES and not Path(entry.c_dir or "").is_dir():
+        if params.corruptions.source == "official" and entry.source in FOLDER_SOURCES and not (entry.c_dir and (root / entry.c_dir).is_dir()):
             out.append(f"datasets.{name}.c_dir: ImageNet-C folder {entry.c_dir!r} not found (corruptions.source: official)")
     return out
 
 
-def run(params: Params, where: str, stamp: Path | None = None) -> str:
-    found = problems(params)
+def run(params: Params, where: str, stamp: Path | None = None, root: Path = Path(".")) -> str:
+    found = problems(params, root)
     if found:
         head = f"{where}: {found[0]}" if len(found) == 1 else f"{where}: {len(found)} problems"
         raise ConfigError(head + ("".join(f"\n  {p}" for p in found) if len(found) > 1 else ""))
