@@ -249,7 +249,10 @@ def test_autoaugment_ops_act_per_image_when_batched():
         magnitudes, _ = t._AUGMENTATION_SPACE[op]
         mags = magnitudes(10, 32, 32)
         magnitude = 0.0 if mags is None else float(mags[mag_idx])
-        apply = lambda im: t._apply_image_or_video_transform(im, op, magnitude, t.interpolation, t._fill)
+
+        def apply(im, op=op, magnitude=magnitude):
+            return t._apply_image_or_video_transform(im, op, magnitude, t.interpolation, t._fill)
+
         together = apply(images)
         alone = torch.stack([apply(im) for im in images])
         assert torch.equal(together, alone), op
@@ -311,3 +314,38 @@ def test_fmix_reference_spectrum_quirk():
     fixed = torch.fft.rfft2(M.fmix_low_freq_image(32, 32, 3.0, _gen(0), reference_spectrum=False))
     assert ref[:, interior].imag.abs().max() < 1e-4 * ref.abs().max()
     assert fixed[:, interior].imag.abs().max() > 0.1 * fixed.abs().max()
+
+
+# --------------------------------------------------------------------------- the whole method table
+
+from augmix.training_methods import METHODS as ALL_METHODS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", [m for m in ALL_METHODS if m not in BUILTIN])
+def test_every_other_method_takes_one_step_that_changes_the_weights(name, tiny, tmp_path):
+    """AugMix, the ablation rows and the successors: views made as training makes them (up front for
+    the epoch when the method can), one SGD step, every parameter moves."""
+    from augmix.rng import SampleKeys
+    from augmix.training_methods import TrainBatch, method_hparams
+
+    hp = method_hparams(PARAMS, name, "cifar10")
+    if name == "pixmix":  # a small seeded mixing set, made and cached under tmp_path
+        hp = hp.model_copy(update={"mixing": hp.mixing.model_copy(update={"n": 8})})
+    method = ALL_METHODS[name]
+    hp = method.setup(hp, tmp_path, torch.device("cpu"))
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=_gen(0))
+    batch = TrainBatch(x=x.float() / 255, y=torch.arange(8) % 10, num_classes=10, x_uint8=x,
+                       keys=SampleKeys(1, 0, torch.arange(8)))
+    maker = method.epoch_views(hp)
+    if maker is not None:
+        batch.views = maker(x, batch.keys)
+        assert batch.views.shape == (method.n_views * 8, 3, 32, 32)
+    model = copy.deepcopy(tiny).train()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loss, _ = method.step(model, batch, hp, _gen(1))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))

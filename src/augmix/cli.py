@@ -135,17 +135,17 @@ def cmd_ui(args: argparse.Namespace) -> None:
 
 
 # Per benchmark: what --quick means, and how --device is passed.
-BENCH_MODULES = {"augment": "augmix.bench_augment", "corrupt": "augmix.corruptions.bench", "train": "augmix.bench_train",
-                 "eval": "augmix.bench_eval"}
-BENCH_QUICK = {"augment": {"repeats": 1, "sizes": (32,)}, "corrupt": {"n": 100}, "train": {"quick": True},
-               "eval": {"quick": True}}
+BENCH_MODULES = {"augment": "augmix.bench_augment", "successors": "augmix.bench_successors",
+                 "corrupt": "augmix.corruptions.bench", "train": "augmix.bench_train", "eval": "augmix.bench_eval"}
+BENCH_QUICK = {"augment": {"repeats": 1, "sizes": (32,)}, "successors": {"repeats": 1},
+               "corrupt": {"n": 100}, "train": {"quick": True}, "eval": {"quick": True}}
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     module = importlib.import_module(BENCH_MODULES[args.what])
     kwargs: dict[str, Any] = dict(BENCH_QUICK[args.what]) if args.quick else {}
     if args.device:
-        kwargs.update({"devices": [args.device]} if args.what == "augment" else {"device": args.device})
+        kwargs.update({"devices": [args.device]} if args.what in ("augment", "successors") else {"device": args.device})
     if args.what == "train":
         kwargs.update({k: v for k, v in (("arch", args.arch), ("method", args.method), ("batch_size", args.batch_size),
                                          ("steps", args.steps), ("compile", args.compile or None)) if v is not None})
@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
             params: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         if params:  # repro and demo run whole pipelines, which read the params.yaml of their folder
-            p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+            p.add_argument("--params", type=Path, default=Path("params.yaml"),
+                           help="params file (default: params.yaml)")
         if "d" in cell:
             p.add_argument("--dataset", required=True, help="a key of the datasets section, e.g. cifar10, digits")
         if "a" in cell:
