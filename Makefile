@@ -27,9 +27,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# The quick loop.
+# The quick loop: everything not marked slow (no pipeline runs, servers, signals, DDP, benchmarks or UI).
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff's checks (rules in pyproject.toml). No `ruff format --check`: the code is not in ruff's format.
+lint: setup
+	$(BIN)/ruff check src tests workflow/scripts
 
 # Browse the MLflow runs (the project's store: mlflow.db at the repo root) on 127.0.0.1; PORT=N to move it.
 PORT ?= 5000

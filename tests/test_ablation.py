@@ -14,7 +14,8 @@ from torchvision.transforms import v2
 from augmix import ablation as A
 from augmix import ops as O
 from augmix import rng as R
-from augmix.successors import randaugment as RA, tvops
+from augmix.successors import randaugment as RA
+from augmix.successors import tvops
 
 P_MIN = 1e-3
 
@@ -72,7 +73,7 @@ def _replay_autoaugment(transform, seed: int):
     torch.manual_seed(seed)
     chosen = int(torch.randint(len(transform._policies), ()))
     apply, neg = [], []
-    for name, prob, mag in transform._policies[chosen]:
+    for name, prob, _mag in transform._policies[chosen]:
         applied = bool(torch.rand(()) <= prob)
         n = False
         if applied:

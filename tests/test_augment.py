@@ -261,7 +261,10 @@ def restated_reference(img: Image.Image, seed: int, severity: float, fill: int =
     """REF `aug` re-stated with its own draws, mixed in normalised space (Normalize(0.5, 0.5));
     `fill` is REF-#3's fillcolor for shear and translate (0: the committed reference)."""
     g = np.random.default_rng(seed)
-    pre = lambda im: (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+
+    def pre(im):
+        return (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+
     ws = np.float32(g.dirichlet([1.0] * 3))
     m = np.float32(g.beta(1.0, 1.0))
     mix = torch.zeros(3, SIZE, SIZE)

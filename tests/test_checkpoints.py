@@ -329,7 +329,8 @@ def test_robustbench_wrn_download_layout(tmp_path):
 def test_robustbench_resnext(tmp_path):
     net = _reference_net("resnext29_4x32d", 10)  # RobustBench's CifarResNeXt has REF's names
     state = dict(net.state_dict())
-    state |= {"mu": torch.tensor(CIFAR10_STATS[0]).view(1, 3, 1, 1), "sigma": torch.tensor(CIFAR10_STATS[1]).view(1, 3, 1, 1)}
+    state |= {"mu": torch.tensor(CIFAR10_STATS[0]).view(1, 3, 1, 1),
+              "sigma": torch.tensor(CIFAR10_STATS[1]).view(1, 3, 1, 1)}
     path = tmp_path / "Hendrycks2020AugMix_ResNeXt.pt"
     torch.save(state, path)
     loaded = load_checkpoint(path, arch=None, dataset=None, num_classes=10)

@@ -9,6 +9,7 @@ import json
 import jsonschema
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from augmix import config
 from augmix.config import ConfigError
@@ -164,7 +165,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_config_is_frozen_and_digest_tracks_keys():
     p = config.load(REPO / "params.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         p.methods.augmix.severity = 3  # type: ignore[misc]
     q = config.parse(_mutated(lambda r: r["methods"]["augmix"].update(severity=5)))
     assert p.digest(["methods.augmix"]) != q.digest(["methods.augmix"])
@@ -180,7 +181,8 @@ def test_the_method_table_and_the_schema_name_the_same_methods():
 def test_exported_schema_is_current_and_validates_like_the_config():
     """workflow/schemas/params.schema.json is `augmix schema`'s output; Snakemake validates with it."""
     committed = json.loads((REPO / "workflow/schemas/params.schema.json").read_text())
-    assert committed == json.loads(json.dumps(config.json_schema())), "run: augmix schema --out workflow/schemas/params.schema.json"
+    assert committed == json.loads(json.dumps(config.json_schema())), \
+        "run: augmix schema --out workflow/schemas/params.schema.json"
     validator = jsonschema.Draft202012Validator(committed)
     assert not list(validator.iter_errors(RAW))
     assert not list(validator.iter_errors(yaml.safe_load(SMOKE_PARAMS.read_text())))

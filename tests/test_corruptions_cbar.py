@@ -184,7 +184,8 @@ def ref_sparkles(img, level, d):
     image = img
     for j in range(5):
         lengths = [max(1, radius + 25 / 100.0 * radius * d["z"][j, k]) for k in range(int(d["rays"][j]))]
-        image = np.array([[ref_star((y, x), image[y, x].astype(np.float32), centers[j], radius, lengths, 50, color, False)
+        image = np.array([[ref_star((y, x), image[y, x].astype(np.float32), centers[j], radius, lengths, 50, color,
+                                    False)
                            for x in range(S)] for y in range(S)])
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -279,7 +280,8 @@ def ref_ripple(img, level, d):
 
 def ref_pinch_and_twirl(img, level, d):
     cells = 3
-    angles = np.array([(1 - 2 * int(d["signs"][i, j])) * fp(level, np.pi / 2) for i in range(cells) for j in range(cells)])
+    angles = np.array([(1 - 2 * int(d["signs"][i, j])) * fp(level, np.pi / 2)
+                       for i in range(cells) for j in range(cells)])
     angles = angles.reshape(cells, cells)
     amount = fp(level, 0.4) + 0.1
     g = S // cells
@@ -378,7 +380,8 @@ def test_line_aa_batch_is_skimage_line_aa():
         assert np.array_equal(val[m], vv)
 
 
-@pytest.mark.parametrize("factor", sorted({1.0 + fp(lv, 0.5) * k for lv in C.LEVELS["transverse_chromatic_abberation"] for k in (0, 0.5, 1)}))
+@pytest.mark.parametrize("factor", sorted({1.0 + fp(lv, 0.5) * k for lv in C.LEVELS["transverse_chromatic_abberation"]
+                                           for k in (0, 0.5, 1)}))
 def test_zoom_restatement_is_scipy_zoom(factor):
     planes = np.random.default_rng(1).integers(0, 256, (6, S, S), dtype=np.uint8)
     planes[0] = 255
@@ -443,7 +446,7 @@ def test_severity_grows(name):
 
 def test_draw_shapes_and_ranges():
     n = 7
-    for name, spec in C.CBAR_DRAWS.items():
+    for name in C.CBAR_DRAWS:
         d = draws_for(name, n, seed=1, severity=5)
         for key, v in d.items():
             assert np.asarray(v).shape[0] == n, (name, key)

@@ -13,13 +13,14 @@ import threading
 import numpy as np
 import pytest
 import torch
-from support.cuda_division import emulate_cuda_scalar_division
 
 from augmix import io as aio
 from augmix.corruptions import build as B
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import synthetic_images
 from augmix.errors import ConfigError
+
+from support.cuda_division import emulate_cuda_scalar_division
 
 # device batches in these tests: 300 images make one full batch and a short one
 SMALL_BATCH = 256

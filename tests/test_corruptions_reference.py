@@ -171,7 +171,7 @@ def test_shot_noise(imgs, s):
     c = [500, 250, 100, 75, 50][s - 1]
     counts = np.random.default_rng(s).poisson(imgs / 255.0 * c)
     ours = F.shot_noise(imgs, s, draws={"counts": counts})
-    for i, img in enumerate(imgs):
+    for i in range(len(imgs)):
         ref = _u8(np.clip(counts[i] / c, 0, 1) * 255)
         assert np.array_equal(ours[i], ref)
 
@@ -273,7 +273,8 @@ def test_defocus_blur_imagenet_is_the_reference_bit_for_bit(s):
     k = F.disk_kernel(*c)
     for i, img in enumerate(batch):
         x = np.array(img) / 255.0
-        ref = _u8(np.clip(np.array([cv2.filter2D(x[:, :, d], -1, k) for d in range(3)]).transpose((1, 2, 0)), 0, 1) * 255)
+        blurred = np.array([cv2.filter2D(x[:, :, d], -1, k) for d in range(3)]).transpose((1, 2, 0))
+        ref = _u8(np.clip(blurred, 0, 1) * 255)
         assert np.array_equal(ours[i], ref), i
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support.cuda_division import emulate_cuda_scalar_division
 
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import synthetic_images
 from augmix.corruptions.build import corrupt_block
+
+from support.cuda_division import emulate_cuda_scalar_division
 
 # "cpu-cuda-division": CPU torch dividing the way CUDA kernels do (support/cuda_division.py), so
 # the exactness of the device path is checked against CUDA's arithmetic on a machine without a GPU.

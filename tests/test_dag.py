@@ -93,7 +93,7 @@ def snakemake_plan(wd: Path) -> dict[str, dict]:
         if not rule or not cmd or cmd.group(1).strip() == "None":
             continue
 
-        def field(name: str) -> set[str]:
+        def field(name: str, block: str = block) -> set[str]:
             found = re.search(rf"^\s+{name}: (.+)$", block, re.M)
             return {s.strip() for s in found.group(1).split(",")} if found else set()
 

@@ -17,7 +17,7 @@ from augmix import pipeline
 from augmix.cli import main
 from augmix.models import build_model
 
-from conftest import REPO, SMOKE_OVERLAY, SMOKE_PARAMS
+from conftest import REPO, SMOKE_OVERLAY
 
 
 def reference_checkpoint(path, arch="wrn16_1", num_classes=10, seed=0):

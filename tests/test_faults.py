@@ -118,7 +118,8 @@ def test_training_killed_at_random_points_resumes_bit_identical(workdir):
     raw["train"]["threads"] = 1
     write_params(wd / "params-resume.yaml", raw)
     dataset, arch, method = TRAIN_CELL
-    cmd = ["augmix", "train", "--params", "params-resume.yaml", "--dataset", dataset, "--arch", arch, "--method", method]
+    cmd = ["augmix", "train", "--params", "params-resume.yaml", "--dataset", dataset, "--arch", arch,
+           "--method", method]
     cell = wd / "results" / dataset / arch / method / "seed1"
     ckpt = wd / "checkpoints" / dataset / arch / method / "seed1" / "last.pt"
 
@@ -362,8 +363,10 @@ BAD_PARAMS = [
     ("wrong-type-str", _set("archs.wrn16_1.lr", "fast"), "archs.wrn16_1.lr: input should be a valid number"),
     ("wrong-type-bool", _set("archs.wrn16_1.epochs", True), "archs.wrn16_1.epochs: input should be a valid integer"),
     ("wrong-type-list", _set("grid.archs", "wrn16_1"), "grid.archs: input should be a valid list"),
-    ("out-of-range", _set("methods.augmix.severity", 11), "methods.augmix.severity: input should be less than or equal to 10"),
-    ("out-of-range-severity", _set("corruptions.severities", [1, 6]), "corruptions.severities[1]: input should be less than or equal to 5"),
+    ("out-of-range", _set("methods.augmix.severity", 11),
+     "methods.augmix.severity: input should be less than or equal to 10"),
+    ("out-of-range-severity", _set("corruptions.severities", [1, 6]),
+     "corruptions.severities[1]: input should be less than or equal to 5"),
     ("empty-grid", _set("grid.methods", []), "grid.methods: list should have at least 1 item"),
     ("unknown-dataset", _set("grid.datasets", ["mnist"]), "grid.datasets[0]: no dataset 'mnist' in datasets"),
     ("arch-without-recipe", _set("grid.archs", ["vgg16"]), "grid.archs[0]: 'vgg16' has no recipe in archs"),
@@ -379,7 +382,8 @@ BAD_PARAMS = [
 # pipeline's `check` refuses them before any job (and `augmix repro` before starting DVC); a stage that
 # does not read them (train does not read the corruption list) runs.
 BAD_NAMES = [
-    ("unknown-corruption", _set("corruptions.names", ["gaussian_nois"]), "corruptions.names[0]: unknown corruption 'gaussian_nois'"),
+    ("unknown-corruption", _set("corruptions.names", ["gaussian_nois"]),
+     "corruptions.names[0]: unknown corruption 'gaussian_nois'"),
     ("unknown-arch", _set("archs.vgg16", {"epochs": 1, "batch_size": 8, "lr": 0.1, "lr_min": 0.0, "momentum": 0.9,
                                           "nesterov": True, "weight_decay": 0.0}), "archs.vgg16: unknown architecture"),
 ]
@@ -439,7 +443,7 @@ def _refused_everywhere(clean_workdir, mutate, needle, commands):
             outs[name] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
     finally:
         (wd / "params.yaml").write_text(good)
-    for name, out in outs.items():
+    for out in outs.values():
         assert_one_clear_error(out, needle)
     after = snapshot(wd)
     after.pop("params.yaml", None)
@@ -456,7 +460,8 @@ BAD_ARGS = [
     (["repro", "--runner", "make"], "--runner: invalid choice: 'make'"),
     (["repro", "--jobs", "two"], "--jobs: invalid int value: 'two'"),
     (["download", "--dataset", "mnist"], "--dataset: no dataset 'mnist' in datasets"),
-    (["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"], "--arch: unknown architecture 'vgg16'"),
+    (["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"],
+     "--arch: unknown architecture 'vgg16'"),
     (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"], "--method: unknown method 'augmax'"),
 ]
 

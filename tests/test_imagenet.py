@@ -17,8 +17,8 @@ import yaml
 from PIL import Image
 
 from augmix import config, imagenet
-from augmix.stages import corrupt, download, evaluate, train
 from augmix.data import DataError
+from augmix.stages import corrupt, download, evaluate, train
 
 from conftest import SMOKE_PARAMS
 
@@ -40,7 +40,7 @@ def _photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:
 def make_folder(root: Path, per_class: dict[str, int], seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     for split, n in per_class.items():
-        for k, wnid in enumerate(WNIDS):
+        for wnid in WNIDS:
             (root / split / wnid).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 w, h = int(rng.integers(72, 120)), int(rng.integers(72, 120))

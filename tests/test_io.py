@@ -15,10 +15,9 @@ from augmix import io
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "metrics.json"
     io.write_json(target, {"a": 1})
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert target.read_text().strip().startswith("{") and '"a": 1' in target.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
@@ -27,10 +26,9 @@ def test_failed_directory_build_keeps_the_previous_one(tmp_path):
     out = tmp_path / "corrupted"
     with io.atomic_dir(out) as tmp:
         (tmp / "a.npy").write_text("complete")
-    with pytest.raises(RuntimeError):
-        with io.atomic_dir(out) as tmp:
-            (tmp / "a.npy").write_text("partial")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), io.atomic_dir(out) as tmp:
+        (tmp / "a.npy").write_text("partial")
+        raise RuntimeError("killed")
     assert (out / "a.npy").read_text() == "complete"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupted"]
 

@@ -73,9 +73,14 @@ def test_op_sets_exact():
 
 
 def _ref_op(name, img, severity, g, size):
-    level = lambda: g.uniform(low=0.1, high=severity)
     bil = Image.Resampling.BILINEAR
-    aff = lambda data: img.transform((size, size), Image.Transform.AFFINE, data, resample=bil)
+
+    def level():
+        return g.uniform(low=0.1, high=severity)
+
+    def aff(data):
+        return img.transform((size, size), Image.Transform.AFFINE, data, resample=bil)
+
     if name == "autocontrast":
         return ImageOps.autocontrast(img)
     if name == "equalize":
@@ -548,7 +553,10 @@ def test_generic_affine_warp_fill_matches_pil(name):
     """t_affine (the shared warp of rotate and the shears on CUDA) with fill 128."""
     imgs = smooth_images(32, seed=6)
     levels = np.linspace(0.1, 9.99, len(imgs))
-    apply = lambda x, v, fill: ops.t_affine(x, ops.affine_matrices(name, v, x.shape[-1]), fill)
+
+    def apply(x, v, fill):
+        return ops.t_affine(x, ops.affine_matrices(name, v, x.shape[-1]), fill)
+
     _check_fill(*_compare_fill(name, imgs, levels, FILL, apply=apply), FILL)
     # per-image fill levels (the CUDA path's shared rotate + shear warp uses them)
     x = to_batch(imgs)

@@ -3,7 +3,6 @@
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -150,7 +149,7 @@ def test_headline_figure_written_first_and_embedded(seeded):
     # Every other plot is embedded too, not just linked.
     for rel in files:
         if rel.endswith(".png"):
-            assert f"]({rel})" in text and f"![" in text.split(f"]({rel})")[0].rsplit("\n", 1)[-1]
+            assert f"]({rel})" in text and "![" in text.split(f"]({rel})")[0].rsplit("\n", 1)[-1]
 
 
 def test_ablation_table_lists_the_paper_rows(tmp_path):
@@ -237,7 +236,8 @@ def test_compare_two_folders_cell_by_cell(tmp_path):
     assert std.status == "no spread (n=1 on both sides)" and std["diff"] == pytest.approx(0.01)
     assert set(only.side) == {"B"} and set(only.arch) == {"allconv"}
     md = report.compare(a, b)
-    assert "| CIFAR-10 | WRN-40-2 | AugMix | ours | corruption error | 32.0 ± 2.00 (n=3) | 42.0 ± 2.00 (n=3) | +10.0 |" in md
+    assert ("| CIFAR-10 | WRN-40-2 | AugMix | ours | corruption error | 32.0 ± 2.00 (n=3) | 42.0 ± 2.00 (n=3) "
+            "| +10.0 |") in md
     assert "exceeds spread: 1" in md and "B only: cifar10 / allconv / AugMix / corruption_error" in md
 
 

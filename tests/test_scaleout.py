@@ -266,12 +266,12 @@ def test_pipeline_logs_to_a_postgresql_backed_server(server_pipeline):
     # The runs really live in PostgreSQL.
     import psycopg2
 
-    with psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, dbname=pg.database) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
-            assert dict(cur.fetchall()) == {"FINISHED": 5}
-            cur.execute("SELECT count(DISTINCT key) FROM metrics WHERE key = 'clean_error'")
-            assert cur.fetchone()[0] == 1
+    with psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, dbname=pg.database) as conn, \
+            conn.cursor() as cur:
+        cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
+        assert dict(cur.fetchall()) == {"FINISHED": 5}
+        cur.execute("SELECT count(DISTINCT key) FROM metrics WHERE key = 'clean_error'")
+        assert cur.fetchone()[0] == 1
 
 
 def test_concurrent_stage_runs_against_the_server(pg_server, tmp_path):

@@ -16,7 +16,8 @@ from torchvision.transforms.v2 import InterpolationMode
 
 from augmix import rng as R
 from augmix.errors import ConfigError
-from augmix.successors import fractals, pixmix, prime, randaugment as RA, tvops
+from augmix.successors import fractals, pixmix, prime, tvops
+from augmix.successors import randaugment as RA
 from augmix.successors._common import beta_ab, normal
 
 P_MIN = 1e-3  # p-value floor of the distribution tests (fixed seeds: deterministic outcomes)
@@ -393,7 +394,8 @@ def test_prime_per_sample_draws_are_batch_independent_shared_are_not():
     k = keys(10, seed=1)
     out = prime.prime_views(x, k, jsd=False, shared_draws=False)
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(prime.prime_views(x[perm], k.subset(perm), jsd=False, shared_draws=False), out[perm], atol=1e-6)
+    permuted = prime.prime_views(x[perm], k.subset(perm), jsd=False, shared_draws=False)
+    assert torch.allclose(permuted, out[perm], atol=1e-6)
     one = prime.prime_views(x[3:4], k.subset(slice(3, 4)), jsd=False, shared_draws=False)
     assert torch.allclose(one[0], out[3], atol=1e-6)
     shared = prime.prime_views(x, k, jsd=False)  # reference quirk: depends on the first key

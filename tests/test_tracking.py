@@ -287,7 +287,8 @@ def test_input_refused_before_work_starts_leaves_no_run(workdir, tmp_path, case)
     empty.mkdir()
     shutil.copy(workdir / "params.yaml", empty / "params.yaml")
     argv, cwd, needle = {
-        "text file as --checkpoint": (["evaluate", *CELL, "--checkpoint", str(notes)], workdir, "not a PyTorch checkpoint"),
+        "text file as --checkpoint": (["evaluate", *CELL, "--checkpoint", str(notes)], workdir,
+                                      "not a PyTorch checkpoint"),
         "unknown arch": (["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"], workdir, "vgg16"),
         "missing dataset folder": (["train", *CELL], empty, "data/raw/digits"),
     }[case]

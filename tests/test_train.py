@@ -70,9 +70,8 @@ def test_derived_seeds_are_stable_and_distinct():
 
 
 def test_epoch_views_equal_per_step_views():
-    from augmix.augment import base_transform_batch, make_views
+    from augmix.augment import EpochViews, base_transform_batch, make_views
     from augmix.rng import SampleKeys
-    from augmix.augment import EpochViews
 
     x = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     hp = _hp("augmix")

@@ -76,8 +76,11 @@ def tick_column(page, section: str, name: str) -> None:
 
 def table_rows(page) -> dict[str, dict[str, str]]:
     """The rendered runs table: run name -> {column id: cell text}."""
-    rows = page.evaluate("""() => [...document.querySelectorAll('.ag-center-cols-container .ag-row, .ag-pinned-left-cols-container .ag-row')]
-        .map(r => [r.getAttribute('row-index'), [...r.querySelectorAll('.ag-cell')].map(c => [c.getAttribute('col-id') || '', c.innerText.trim()])])""")
+    rows = page.evaluate("""() => [...document.querySelectorAll(
+            '.ag-center-cols-container .ag-row, .ag-pinned-left-cols-container .ag-row')]
+        .map(r => [r.getAttribute('row-index'),
+                   [...r.querySelectorAll('.ag-cell')]
+                       .map(c => [c.getAttribute('col-id') || '', c.innerText.trim()])])""")
     by_index: dict[str, dict[str, str]] = {}
     for index, cells in rows:
         by_index.setdefault(index, {}).update(dict(cells))
@@ -102,7 +105,8 @@ def test_mlflow_ui_opens_on_runs_with_params_and_headline_metrics(store, tmp_pat
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
-    with browser.augmix_ui(browser.environment(root), tmp_path) as ui, browser.chromium(width=1920, height=1080) as page:
+    with browser.augmix_ui(browser.environment(root), tmp_path) as ui, \
+            browser.chromium(width=1920, height=1080) as page:
         # The page `augmix ui` names: the runs table, in the classic ML view.
         page.goto(ui.pages[exp.name])
         page.get_by_text(parent.info.run_name).first.wait_for()

@@ -58,7 +58,7 @@ def _measure(size: int, device: str, n: int, repeats: int, methods: list[str]) -
     for name in methods:
         t = np.array(times[name])
         out[name] = {"images": n, "views_per_image": METHODS[name][1],
-                     "images_per_s_median": float(n / np.median(t)), "images_per_s_best": float(n / t.min())}  # fmt: skip
+                     "images_per_s_median": float(n / np.median(t)), "images_per_s_best": float(n / t.min())}
     base = out.get("augmix_jsd")
     for row in out.values():
         if base:

@@ -51,7 +51,7 @@ import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -328,7 +328,7 @@ def _unwrap(state: Mapping[str, torch.Tensor], source: Source) -> tuple[dict[str
     return names, stats
 
 
-@lru_cache(maxsize=None)
+@cache
 def _classifier_key(arch: str) -> str:
     """The state-dict key of the last Linear layer's weight, whose rows are the classes."""
     with torch.device("meta"):
@@ -337,7 +337,7 @@ def _classifier_key(arch: str) -> str:
     return f"{linears[-1]}.weight"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shapes(arch: str, num_classes: int) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):  # shapes only: no memory, no random draws
         model = build_model(arch, num_classes)

@@ -9,7 +9,7 @@ import cycles (tests/test_imports.py keeps the package free of them)."""
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def imports_of(path: Path) -> frozenset[str]:
     """Modules of the package that `path` imports (with the packages they sit in)."""
     tree = ast.parse(path.read_text())

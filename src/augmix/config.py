@@ -34,7 +34,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -108,7 +108,7 @@ class OwnSource(Section):
     size: Literal[32]  # side in pixels: CIFAR's on-disk format and the -C severity tables are 32 px
 
 
-DatasetSource = Annotated[Union[CifarSource, DigitsSource, ImageNetSource, OwnSource], Field(discriminator="source")]
+DatasetSource = Annotated[CifarSource | DigitsSource | ImageNetSource | OwnSource, Field(discriminator="source")]
 FOLDER_SOURCES = ("imagenet",)  # streamed from an image folder: jobs come from the imagenet section
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}  # by source (own data: its folders)
 
@@ -285,7 +285,7 @@ class FolderSet(Section):
     size: Annotated[int, Field(ge=16, le=1024)]
 
 
-MixingSet = Annotated[Union[FractalSet, FolderSet], Field(discriminator="source")]
+MixingSet = Annotated[FractalSet | FolderSet, Field(discriminator="source")]
 
 
 class PixMixParams(Section):
@@ -301,7 +301,7 @@ class PixMixParams(Section):
 def _override_model(cls: type[Section]) -> type[Section]:
     """The same keys as `cls`, each optional: the values one dataset changes."""
     def optional(f: Any) -> Any:
-        return Optional[Annotated[(f.annotation, *f.metadata)]] if f.metadata else Optional[f.annotation]
+        return (Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation) | None
 
     fields = {name: (optional(f), None) for name, f in cls.model_fields.items()}
     return create_model(f"{cls.__name__}PerDataset", __base__=Section, **fields)
@@ -522,310 +522,8 @@ def _strip_tags(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
     out: list[Any] = []
     node = raw
     for part in loc:
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, Mapping) and node.get("source") == part:
-            continue  # the union tag
-        else:
-            out.append(part)
-            node = None
-    return tuple(out)
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the schema allows at `loc` (for an unknown-key message); [] where it cannot tell."""
-    model: Any = Params
-    skip_key = False
-    for part in loc:
-        if skip_key:  # a mapping's own key (an arch, a dataset name): the value model follows
-            skip_key = False
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = field.annotation
-        if getattr(model, "__origin__", None) is dict:
-            model, skip_key = model.__args__[1], True
-    return list(getattr(model, "model_fields", {})) if not skip_key else []
-
-
-def _problems(exc: ValidationError, raw: Any) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = _strip_tags(tuple(err["loc"]), raw)
-        key = _dotted(loc)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            known = _known_keys(loc[:-1])
-            hint = f" (known keys in {_dotted(loc[:-1])}: {', '.join(known)})" if known else ""
-            out.append(f"{key}: unknown key{hint}")
-        elif kind == "missing":
-            out.append(f"{key}: missing key")
-        elif kind in ("union_tag_invalid", "union_tag_not_found"):
-            out.append(f"{key}.source: {err['msg'].lower()}")
-        else:
-            out.append(f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}, got {err.get('input')!r}")
-    return out
-
-
-def _cross_checks(p: Params) -> list[str]:
-    """Checks that span sections (names that must refer to something, bounds between keys)."""
-    out = []
-    cifar_like = [n for n, d in p.datasets.items() if d.source not in FOLDER_SOURCES]
-    for section, grid in (("grid", p.grid), ("ablation", p.ablation)):
-        for i, name in enumerate(grid.datasets):
-            if name not in p.datasets:
-                out.append(f"{section}.datasets[{i}]: no dataset {name!r} in datasets (known: {', '.join(p.datasets)})")
-            elif name not in cifar_like:
-                out.append(f"{section}.datasets[{i}]: {name} is an image-folder dataset; its jobs are listed in "
-                           f"imagenet.datasets (with the recipe of the imagenet section)")
-        for i, name in enumerate(grid.archs):
-            if name not in p.archs:
-                out.append(f"{section}.archs[{i}]: {name!r} has no recipe in archs (known: {', '.join(p.archs)})")
-        for i, name in enumerate(grid.methods):
-            if name not in METHOD_PARAMS:
-                out.append(f"{section}.methods[{i}]: unknown method {name!r} (known: {', '.join(METHOD_PARAMS)})")
-    if p.ablation.methods:
-        for i, name in enumerate(p.ablation.datasets):
-            if name not in p.grid.datasets:
-                out.append(f"ablation.datasets[{i}]: {name} is not in grid.datasets (its data and -C set come "
-                           f"from the grid's download and corrupt jobs)")
-    main = {(d, a, m) for d in p.grid.datasets for a in p.grid.archs for m in p.grid.methods}
-    for d in p.ablation.datasets:
-        for a in p.ablation.archs:
-            for m in p.ablation.methods:
-                if (d, a, m) in main:
-                    out.append(f"ablation: the cell {d}/{a}/{m} is also in grid; list it in one of them")
-    for i, name in enumerate(p.imagenet.methods):
-        if name not in METHOD_PARAMS:
-            out.append(f"imagenet.methods[{i}]: unknown method {name!r} (known: {', '.join(METHOD_PARAMS)})")
-    for name in p.imagenet.datasets:
-        entry = p.datasets.get(name)
-        if entry is None or entry.source not in FOLDER_SOURCES:
-            out.append(f"imagenet.datasets: {name!r} needs a datasets.{name} entry with source: imagenet")
-        elif not entry.dir:
-            out.append(f"datasets.{name}.dir: required when imagenet.datasets lists {name}")
-    for name, arch in p.archs.items():
-        if arch.lr_min > arch.lr:
-            out.append(f"archs.{name}.lr_min: {arch.lr_min} exceeds archs.{name}.lr {arch.lr}")
-    r = p.imagenet.recipe
-    if r.lr_min > r.lr:
-        out.append(f"imagenet.recipe.lr_min: {r.lr_min} exceeds imagenet.recipe.lr {r.lr}")
-    if p.imagenet.image_size > p.imagenet.resize:
-        out.append(f"imagenet.image_size: {p.imagenet.image_size} exceeds imagenet.resize {p.imagenet.resize} "
-                   f"(the test crop is taken from the resized image)")
-    for name, entry in p.external.items():
-        if entry.dataset not in p.datasets:
-            out.append(f"external.{name}.dataset: no dataset {entry.dataset!r} in datasets")
-        elif entry.dataset not in {*p.grid.datasets, *p.imagenet.datasets}:
-            out.append(f"external.{name}.dataset: {entry.dataset} has no jobs (add it to grid.datasets) to make its "
-                       f"data and -C set")
-    for method in METHOD_PARAMS:
-        for dataset in getattr(p.methods, method).per_dataset:
-            if dataset not in p.datasets:
-                out.append(f"methods.{method}.per_dataset.{dataset}: no dataset {dataset!r} in datasets")
-    return out
-
-
-def parse(raw: Any, *, where: str = "params") -> Params:
-    """Validate a params mapping; ConfigError lists every problem, each with its dotted key."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
-    moved = _moved(raw)
-    if moved:
-        raise ConfigError(_report(where, moved, "params in the layout before the one-home schema"))
-    try:
-        params = Params.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_report(where, _problems(exc, raw))) from None
-    problems = _cross_checks(params)
-    if problems:
-        raise ConfigError(_report(where, problems))
-    return params
-
-
-def _report(where: str, problems: list[str], what: str = "") -> str:
-    if len(problems) == 1:
-        return f"{where}: {problems[0]}"
-    head = f"{where}: {len(problems)} problem{'s' if len(problems) > 1 else ''}" + (f" ({what})" if what else "")
-    return head + "".join(f"\n  {p}" for p in problems)
-
-
-def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {path} not found (run from the work folder or pass --params)")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
-
-
-def load(path: str | Path = "params.yaml") -> Params:
-    return parse(read_yaml(path), where=str(path))
-
-
-# --------------------------------------------------------------------------------------------
-# Overlays: small files holding only the keys that differ from params.yaml
-# --------------------------------------------------------------------------------------------
-
-
-def merge(base: Any, overlay: Any) -> Any:
-    """`overlay` over `base`: mappings merge key by key; any other value (a list too) replaces."""
-    if isinstance(base, Mapping) and isinstance(overlay, Mapping):
-        out = dict(base)
-        for key, value in overlay.items():
-            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
-        return out
-    return copy.deepcopy(overlay)
-
-
-def compose_text(base_path: str | Path, overlay_path: str | Path) -> str:
-    """The YAML of params.yaml with an overlay applied, headed by where it came from; validated."""
-    base_raw, overlay_raw = read_yaml(base_path), read_yaml(overlay_path) or {}
-    raw = merge(base_raw, overlay_raw)
-    parse(raw, where=f"{overlay_path} over {base_path}")
-    head = (f"# Composed by augmix from {Path(base_path).name} and the overlay {Path(overlay_path)}:\n"
-            f"# edit this file freely (dvc exp run -S ... edits it too); re-running the demo recomposes it.\n")
-    return head + yaml.safe_dump(raw, sort_keys=False)
-
-
-# --------------------------------------------------------------------------------------------
-# Keys and values
-# --------------------------------------------------------------------------------------------
-
-
-def to_dict(obj: Any) -> Any:
-    if isinstance(obj, BaseModel):
-        return {name: to_dict(getattr(obj, name)) for name in type(obj).model_fields}
-    if isinstance(obj, Mapping):
-        return {k: to_dict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    return obj
-
-
-def get(tree: Any, key: str) -> Any:
-    node = tree
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return node
-
-
-def select(tree: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
-    """The nested sub-tree of `tree` holding exactly `keys` (dotted)."""
-    out: dict[str, Any] = {}
-    for key in sorted(keys):
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = copy.deepcopy(get(tree, key))
-    return out
-
-
-def leaf_keys(tree: Any, prefix: str = "") -> Iterator[str]:
-    """Every leaf's dotted key; lists and empty mappings are leaves."""
-    if isinstance(tree, Mapping) and tree:
-        for k, v in tree.items():
-            yield from leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))
-    else:
-        yield prefix
-
-
-def flatten(tree: Any) -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become their JSON text (MLflow params are strings)."""
-    return {k: (json.dumps(v) if isinstance(v, list) else v) for k in leaf_keys(tree) for v in [get(tree, k)]}
-
-
-def digest(self, keys: Iterable[str]) -> str:
-        """Short hash of the values of `keys` (dotted): a job's identity for tags and resume."""
-        return digest(select(to_dict(self), keys))
-
-
-RUNTIME_SECTIONS = ("runtime", "tracking", "data")  # read by any job, declared by none
-
-
-# --------------------------------------------------------------------------------------------
-# The layout before this schema: one message per moved key
-# --------------------------------------------------------------------------------------------
-
-MOVED: dict[str, str] = {
-    "seed": "grid.seeds (a list: each seed is its own train and evaluate job)",
-    "optim": "archs.<arch> (each architecture owns its whole recipe: epochs, batch_size, lr, lr_min, "
-             "momentum, nesterov, weight_decay)",
-    "augmix": "methods.augmix (and methods.augmix_nojsd for the no-JSD method)",
-    "train.device": "runtime.device",
-    "train.log_every": "runtime.log_every",
-    "eval.batch_size": "runtime.eval_batch_size",
-    "imagenet.workers": "runtime.workers",
-    "imagenet.augmix_severity": "methods.augmix.per_dataset.imagenet.severity",
-    "imagenet.augmix_fill": "methods.augmix.per_dataset.imagenet.fill",
-    "imagenet.epochs": "imagenet.recipe.epochs",
-    "imagenet.batch_size": "imagenet.recipe.batch_size",
-    "imagenet.lr": "imagenet.recipe.lr",
-    "imagenet.lr_min": "imagenet.recipe.lr_min",
-    "imagenet.momentum": "imagenet.recipe.momentum",
-    "imagenet.nesterov": "imagenet.recipe.nesterov",
-    "imagenet.weight_decay": "imagenet.recipe.weight_decay",
-    "imagenet.schedule": "imagenet.recipe.schedule",
-    "data.imagenet_dir": "datasets.imagenet.dir",
-    "data.imagenet_c_dir": "datasets.imagenet.c_dir",
-    "data.digits_test_fraction": "datasets.digits.test_fraction",
-    "methods.cutout.length_cifar100": "methods.cutout.per_dataset.cifar100.length",
-    "data.max_train": "subset.train",
-    "data.max_test": "subset.test",
-}
-
-
-def _moved(raw: Mapping[str, Any]) -> list[str]:
-    found = []
-    for old, new in MOVED.items():
-        node: Any = raw
-        for part in old.split("."):
-            node = node.get(part, _ABSENT) if isinstance(node, Mapping) else _ABSENT
-        if node is not _ABSENT:
-            found.append(f"{old}: moved to {new}")
-    return found
-
-
-_ABSENT = object()
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    """pydantic's error location as a dotted key (list positions as [i]; union tags dropped)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "params"
-
-
-def _strip_tags(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
-    """Drop the discriminator tags pydantic inserts for tagged unions (datasets.<name>.<source>.key)."""
-    out: list[Any] = []
-    node = raw
-    for part in loc:
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, Mapping) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and part < len(node)):
             node = node[part]
             out.append(part)
         elif isinstance(node, Mapping) and node.get("source") == part:
@@ -1045,7 +743,8 @@ def leaf_keys(tree: Any, prefix: str = "") -> Iterator[str]:
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists become their JSON text (MLflow params are strings)."""
     return {k: (json.dumps(v) if isinstance(v, list) else v)
-            for k in leaf_keys(tree, prefix) for v in [get(tree, k.removeprefix(prefix + ".")) if prefix else get(tree, k)]}
+            for k in leaf_keys(tree, prefix)
+            for v in [get(tree, k.removeprefix(prefix + ".")) if prefix else get(tree, k)]}
 
 
 def digest(tree: Any) -> str:

@@ -21,8 +21,6 @@ from augmix.errors import DataError
 from augmix.io import atomic_dir, file_digest
 
 
-
-
 @dataclass(frozen=True)
 class Archive:
     url: str
@@ -204,7 +202,8 @@ def write_cifar10_format(
 # --------------------------------------------------------------------------------------------
 
 
-def digits_arrays(test_fraction: float, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def digits_arrays(test_fraction: float,
+                  seed: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The 1,797 8x8 digits as 32x32 RGB uint8, split deterministically (stratified by class)."""
     import torch
     import torch.nn.functional as F

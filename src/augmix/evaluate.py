@@ -16,10 +16,9 @@ import torch
 
 from augmix import imagenet, io, metrics
 from augmix.config import Params
-from augmix.data import load_split
 from augmix.corruptions.imagenet_p import read_video
+from augmix.data import load_split
 from augmix.predict import predict_logits
-
 
 
 def _scores(logits: torch.Tensor, labels: np.ndarray, params: Params) -> dict[str, float]:
@@ -212,7 +211,8 @@ def evaluate_folder_model(
     return frame, p_frame, _summary(frame, p_frame, params, _extras(logits, y), alexnet=True)
 
 
-def write_results(out_dir: Path, frame: pd.DataFrame, p_frame: pd.DataFrame | None, summary: dict[str, Any]) -> list[Path]:
+def write_results(out_dir: Path, frame: pd.DataFrame, p_frame: pd.DataFrame | None,
+                  summary: dict[str, Any]) -> list[Path]:
     extras = summary.pop("extras")
     written = [io.write_csv(out_dir / "eval.csv", frame)]
     if p_frame is not None:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from augmix import config, io
 from augmix.errors import ConfigError, PipelineError
 
@@ -209,8 +208,8 @@ def table(exps: list[Experiment], *, all_cells: bool = False) -> str:
             cell_texts.append(["(no metrics)", "", ""])
         label = exp.name if exp.rev in (exp.name, "workspace") else f"{exp.name} ({exp.rev})"
         for i in range(max(len(params), len(cell_texts), 1)):
-            rows.append([label if i == 0 else "", exp.state if i == 0 else "",
-                         params[i] if i < len(params) else "", *(cell_texts[i] if i < len(cell_texts) else ["", "", ""])])
+            rows.append([label if i == 0 else "", exp.state if i == 0 else "", params[i] if i < len(params) else "",
+                         *(cell_texts[i] if i < len(cell_texts) else ["", "", ""])])
         if exp.note:
             notes.append(f"{exp.name}: {exp.note}")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -430,7 +429,7 @@ def _vega_sources() -> list[tuple[str, str]]:
         if want and hashlib.sha256(data).hexdigest() != want:
             raise PipelineError(f"{path}: SHA-256 differs from snakemake's asset table; reinstall snakemake")
         text = data.decode("utf-8")
-        if "</script" in text.lower() or any("{%s}" % p in text for p in ("plot_divs", "refresh_tag", "scripts")):
+        if "</script" in text.lower() or any(f"{{{p}}}" in text for p in ("plot_divs", "refresh_tag", "scripts")):
             raise PipelineError(f"{path}: cannot be inlined in an HTML page as it is")
         out.append((f"{name.split('/')[0]} {Assets.spec[name].version}", text))
     return out

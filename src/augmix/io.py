@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -126,10 +125,8 @@ def _drop_cache(fd: int) -> None:
     more than the write itself (150 MB: 0.09 s when the cache is recycled, up to 1.5 s when it keeps
     growing). Harmless: the data is on disk; a later read just reads it."""
     if hasattr(os, "posix_fadvise"):
-        try:
+        with contextlib.suppress(OSError):  # file systems without fadvise
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        except OSError:  # pragma: no cover - file systems without fadvise
-            pass
 
 
 class AtomicFile:

@@ -558,7 +558,8 @@ def shift_summary(eval_frame) -> dict[str, object]:
         out["cbar_error"] = float(bar.error.mean())
         out["cbar_per_corruption"] = {n: float(g.error.mean()) for n, g in bar.groupby("corruption", sort=False)}
         out["cbar_complete"] = bool(bar.corruption.nunique() == CBAR_CORRUPTIONS_N
-                                    and all(sorted(g.severity) == list(SEVERITIES) for _, g in bar.groupby("corruption")))
+                                    and all(sorted(g.severity) == list(SEVERITIES)
+                                            for _, g in bar.groupby("corruption")))
     for _, row in eval_frame[eval_frame.benchmark == "natural"].iterrows():
         out[f"{row.corruption}_error"] = float(row.error)
     return out

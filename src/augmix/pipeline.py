@@ -7,8 +7,8 @@ params.yaml is never touched. Its MLflow runs go to the main store at the reposi
 
 from __future__ import annotations
 
-import json
 import importlib
+import json
 import os
 import shutil
 import subprocess

@@ -270,7 +270,7 @@ class Usage:
     cpu0: float
 
     @classmethod
-    def start(cls) -> "Usage":
+    def start(cls) -> Usage:
         torch = sys.modules.get("torch")
         for d in _cuda_devices():  # this run's peak, not an earlier one's in the same process
             torch.cuda.reset_peak_memory_stats(d)
@@ -291,9 +291,8 @@ class Usage:
 def _system_monitor(run_id: str, uri: str) -> Any:
     """MLflow's sampler (CPU, memory, disk, network; NVIDIA GPUs when nvidia-ml-py is installed) as
     `system/*` metrics of the run, or None when it cannot start."""
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
     import psutil
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no INFO lines on stderr
     psutil.cpu_percent()  # its first reading is against this call, not 0.0 against nothing
@@ -327,7 +326,7 @@ class NullRun:
     def log_artifacts(self, path: str | Path, subdir: str | None = None) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def resumed(self, epoch: int, seconds_before: float) -> None: ...
-    def __enter__(self) -> "NullRun":
+    def __enter__(self) -> NullRun:
         return self
     def __exit__(self, *exc: Any) -> None: ...
 
@@ -389,7 +388,8 @@ class Run(NullRun):
         the orchestrators never run one job twice at once. Mark it KILLED."""
         if not job:
             return
-        for old in self._client.search_runs([exp_id], filter_string=f"tags.job = '{job}' and attributes.status = 'RUNNING'"):
+        running = f"tags.job = '{job}' and attributes.status = 'RUNNING'"
+        for old in self._client.search_runs([exp_id], filter_string=running):
             self._client.set_terminated(old.info.run_id, "KILLED")
 
     def resumed(self, epoch: int, seconds_before: float) -> None:
@@ -431,7 +431,7 @@ class Run(NullRun):
         for k, v in tags.items():
             self._client.set_tag(self.run_id, k, str(v))
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:

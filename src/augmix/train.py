@@ -32,7 +32,6 @@ from augmix.rng import derive_seed
 from augmix.sources import SOURCES, Run
 from augmix.training_methods import METHODS, method_hparams
 
-
 NUMERICS = ("bf16", "channels_last", "compile", "compile_mode", "cudnn_benchmark", "threads")  # train.*
 
 

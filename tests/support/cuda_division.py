@@ -22,4 +22,5 @@ def emulate_cuda_scalar_division(monkeypatch) -> None:
 
     monkeypatch.setattr(torch.Tensor, "__truediv__", cuda_like)
     monkeypatch.setattr(torch.Tensor, "__itruediv__", cuda_like_inplace)
-    monkeypatch.setattr(torch.Tensor, "div", lambda self, other, **kw: div(self, other, **kw) if kw else cuda_like(self, other))
+    monkeypatch.setattr(torch.Tensor, "div",
+                        lambda self, other, **kw: div(self, other, **kw) if kw else cuda_like(self, other))

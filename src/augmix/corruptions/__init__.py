@@ -13,7 +13,8 @@ archives), `bench`.
 """
 
 from .build import build_c_set, build_imagenet_c_folder, is_complete
-from .cbar import CBAR_CORRUPTIONS, register as _register_cbar
+from .cbar import CBAR_CORRUPTIONS
+from .cbar import register as _register_cbar
 from .functions import (
     ALL_CORRUPTIONS,
     BENCHMARK_CORRUPTIONS,

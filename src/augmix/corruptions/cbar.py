@@ -121,7 +121,8 @@ def _source(rng, n: int):
             pass
         else:
             return NumpyDraws(keys_for(rng, n))
-    raise ValueError(f"pass rng (a numpy Generator or per-image keys) or draws, got {rng!r}; randomness is never global")
+    raise ValueError(f"pass rng (a numpy Generator or per-image keys) or draws, got {rng!r}; "
+                     "randomness is never global")
 
 
 def make_draws(name: str, rng, images_shape, **params) -> dict:
@@ -723,7 +724,8 @@ def circular_motion_blur(images, severity, rng=None, *, table="cifar", draws=Non
     coeff = ndimage.spline_filter1d(coeff, 3, axis=2, output=np.float64, mode="constant")
     columns = _as_columns(coeff)
     blocks = [np.ascontiguousarray(columns[:, k:k + _BLOCK]) for k in range(0, columns.shape[1], _BLOCK)]
-    workers = min(len(blocks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(blocks), cpus)
     if workers > 1:  # column blocks are independent; NumPy releases the GIL in take/multiply/add
         with ThreadPoolExecutor(workers) as pool:
             parts = list(pool.map(lambda b: _circular_accumulate(b, s, amount), blocks))
@@ -780,7 +782,8 @@ def _sparkles(src, h, w):
 
 
 def _lines(src, h, w, *, count: int):
-    return {"angle": src.uniform("angle"), "variation": src.uniform("variation"), "lines": src.uniform("lines", (count, 3))}
+    return {"angle": src.uniform("angle"), "variation": src.uniform("variation"),
+            "lines": src.uniform("lines", (count, 3))}
 
 
 def _ripple(src, h, w):

@@ -43,8 +43,8 @@ from .imagemagick import motion_blur_im
 from .kernels import (
     HSV_PICK3,
     SHOT_BINS,
-    clipped_zoom_matrix,
     channel_means,
+    clipped_zoom_matrix,
     cv_affine_from_points,
     elastic_source_points,
     shot_level_tables,

@@ -675,7 +675,8 @@ CIFAR_P_EVAL = (
 SEQUENCE_LENGTHS = {name: sequence_length(name, "cifar") for name in PERTURBATIONS}
 # 2: cells seeded by perturbation name (1 by position in PERTURBATIONS)
 FORMAT_VERSION = 2
-SEEDING = "numpy default_rng(augmix.rng.derive_seed('cifar-p/<perturbation>', seed, difficulty, cell)) per cell of CHUNK images"
+SEEDING = ("numpy default_rng(augmix.rng.derive_seed('cifar-p/<perturbation>', seed, difficulty, cell)) "
+           "per cell of CHUNK images")
 
 
 def perturb(

@@ -7,7 +7,7 @@ statistics for ``resnet50``.
 | name | what | REF |
 | --- | --- | --- |
 | allconv | AllConvNet with REF's quirks | models/cifar/allconv.py |
-| densenet40_12 | DenseNet-40, growth 12, no bottleneck, no compression (REF "densenet") | third_party/ResNeXt_DenseNet |
+| densenet40_12 | DenseNet-40, growth 12, no bottleneck or compression (REF "densenet") | third_party/ResNeXt_DenseNet |
 | densenet_bc100_12 | DenseNet-BC, k = 12, depth 100, compression 0.5 (as the paper names it) | same code, options on |
 | wrn40_2 | WideResNet-40-2 (REF default "wrn") | third_party/WideResNet_pytorch |
 | resnext29_4x32d | CifarResNeXt-29, cardinality 4, base width 32 (REF "resnext") | third_party/ResNeXt_DenseNet |

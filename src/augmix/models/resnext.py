@@ -73,7 +73,8 @@ class CifarResNeXt(nn.Module):
             )
         layers = [ResNeXtBottleneck(self.inplanes, planes, self.cardinality, self.base_width, stride, downsample)]
         self.inplanes = planes * EXPANSION
-        layers += [ResNeXtBottleneck(self.inplanes, planes, self.cardinality, self.base_width) for _ in range(1, blocks)]
+        layers += [ResNeXtBottleneck(self.inplanes, planes, self.cardinality, self.base_width)
+                   for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

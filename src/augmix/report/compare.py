@@ -89,7 +89,7 @@ def compare(a: Path, b: Path, *, bin_size: int = 100, calib_mode: str = "referen
     the cells only one of them holds. Rule in this module's docstring."""
     cells, only = compare_cells(a, b, bin_size=bin_size, calib_mode=calib_mode, metrics=metrics)
     counts = {s: int((cells.status == s).sum()) for s in (EXCEEDS, WITHIN, NO_SPREAD)}
-    lines = [f"# Comparison of result folders", "", f"* A: `{a}`", f"* B: `{b}`",
+    lines = ["# Comparison of result folders", "", f"* A: `{a}`", f"* B: `{b}`",
              "* Rule: the difference B - A exceeds the spread when |B - A| > 2 sigma sqrt(1/n_A + "
              "1/n_B), sigma the pooled sample std of one run over both sides' seeds.",
              "* " + "; ".join(f"{s}: {n}" for s, n in counts.items()), ""]

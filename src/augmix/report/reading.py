@@ -241,7 +241,8 @@ def collect_results(results_root: Path) -> Results:
         ident, found = read_run(d, rel)
         key = run_key(ident)
         if key in out.folders:
-            raise ResultsError(f"{d} and {out.folders[key]} both hold {dict(zip(('dataset', 'arch', 'method', 'model', 'seed'), key))}; "
+            cell = dict(zip(("dataset", "arch", "method", "model", "seed"), key))
+            raise ResultsError(f"{d} and {out.folders[key]} both hold {cell}; "
                                "give each run its own seed or model label")
         out.folders[key] = d
         evals.append(found["eval"])

@@ -171,8 +171,8 @@ def ablation_table(stats: pd.DataFrame, ours: dict, raw_published: pd.DataFrame)
 CBAR_NOTE = (
     "Plain mean over the ten -C-bar corruptions x 5 severities, as the authors' "
     "facebookresearch/augmentation-corruption imagenet_c_bar/test_c_bar.py averages; complete (no *) = all "
-    "ten at severities 1-5. Published values (CIFAR-10-C-bar only): the -C-bar authors' WRN-40-2 runs (their README figure "
-    "figs/table.png; flag M), each scored on a -C-bar set redrawn in memory with a random seed "
+    "ten at severities 1-5. Published values (CIFAR-10-C-bar only): the -C-bar authors' WRN-40-2 runs "
+    "(their README figure figs/table.png; flag M), each scored on a -C-bar set redrawn in memory with a random seed "
     "(experiments/scripts/test_cifar_cbar.sh, rng_seed=$RANDOM), not on the images we score."
 )
 

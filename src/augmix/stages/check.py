@@ -11,7 +11,6 @@ from augmix import corruptions, io
 from augmix.config import FOLDER_SOURCES, Params
 from augmix.errors import ConfigError
 from augmix.models import ARCHS
-from augmix.training_methods import METHODS
 
 
 def problems(params: Params, root: Path = Path(".")) -> list[str]:
@@ -25,7 +24,8 @@ def problems(params: Params, root: Path = Path(".")) -> list[str]:
             out.append(f"imagenet.archs[{i}]: unknown architecture {name!r} (known: {', '.join(ARCHS)})")
     for i, name in enumerate(params.corruptions.names):
         if name not in corruptions.CORRUPTIONS:
-            out.append(f"corruptions.names[{i}]: unknown corruption {name!r} (known: {', '.join(corruptions.CORRUPTIONS)})")
+            out.append(f"corruptions.names[{i}]: unknown corruption {name!r} "
+                       f"(known: {', '.join(corruptions.CORRUPTIONS)})")
     for i, name in enumerate(params.corruptions.perturbations):
         if name not in corruptions.PERTURBATIONS:
             out.append(f"corruptions.perturbations[{i}]: unknown perturbation {name!r} "
@@ -46,8 +46,10 @@ def problems(params: Params, root: Path = Path(".")) -> list[str]:
         if entry.source in FOLDER_SOURCES and entry.dir and not (root / entry.dir).is_dir():
             out.append(f"datasets.{name}.dir: folder {entry.dir} not found (ImageNet cannot be downloaded: "
                        f"point it at a folder with train/<class>/ and val/<class>/)")
-        if params.corruptions.source == "official" and entry.source in FOLDER_SOURCES and not (entry.c_dir and (root / entry.c_dir).is_dir()):
-            out.append(f"datasets.{name}.c_dir: ImageNet-C folder {entry.c_dir!r} not found (corruptions.source: official)")
+        official = params.corruptions.source == "official" and entry.source in FOLDER_SOURCES
+        if official and not (entry.c_dir and (root / entry.c_dir).is_dir()):
+            out.append(f"datasets.{name}.c_dir: ImageNet-C folder {entry.c_dir!r} not found "
+                       "(corruptions.source: official)")
     return out
 
 

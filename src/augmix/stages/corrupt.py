@@ -11,10 +11,10 @@ from pathlib import Path
 from augmix import cifar101, corruptions, imagenet, io, layout
 from augmix.config import FOLDER_SOURCES, Params
 from augmix.data import load_split
+from augmix.device import pick_device
 from augmix.errors import ConfigError
 from augmix.jobs import Job
 from augmix.stages.common import check_dataset, check_inputs, job_run
-from augmix.device import pick_device
 
 
 def run(params: Params, dataset: str) -> Path:

@@ -14,11 +14,11 @@ from augmix import evaluate, imagenet, layout
 from augmix.checkpoints import load_checkpoint
 from augmix.config import FOLDER_SOURCES, Params
 from augmix.data import load_split, num_classes
+from augmix.device import pick_device
 from augmix.errors import ConfigError, DataError
 from augmix.jobs import Job
 from augmix.stages.common import check_dataset, check_inputs, job_run, provenance
 from augmix.stages.corrupt import check_names
-from augmix.device import pick_device
 
 P_COLUMNS = ["perturbation", "flip_prob", "top5_dist", "n_sequences"]
 
@@ -39,7 +39,8 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, mode
 def run_external(params: Params, name: str) -> dict[str, Any]:
     """A released model declared under `external.<name>`, verified by its SHA-256, into results/external/<name>."""
     if name not in params.external:
-        raise ConfigError(f"--name: no external model {name!r} in external (known: {', '.join(params.external) or 'none'})")
+        known = ", ".join(params.external) or "none"
+        raise ConfigError(f"--name: no external model {name!r} in external (known: {known})")
     entry = params.external[name]
     check_dataset(params, entry.dataset)
     if not Path(entry.file).is_file():
@@ -58,7 +59,8 @@ def _evaluate(params: Params, job: Job, model_path: Path, out_dir: Path, *, labe
                              num_classes=num_classes(layout.raw(params.data.root, dataset)),
                              format=format, device=pick_device(params.runtime.device), sha256=sha256)
     if model_path.name != "model.pt" or loaded.format != "augmix":
-        print(f"[evaluate] {model_path}: {loaded.format} format, {loaded.arch}, {loaded.num_classes} classes", flush=True)
+        print(f"[evaluate] {model_path}: {loaded.format} format, {loaded.arch}, {loaded.num_classes} classes",
+              flush=True)
     if params.datasets[dataset].source not in FOLDER_SOURCES:
         n_test = len(load_split(layout.raw(params.data.root, dataset), "test", params.subset.test)[1])
         if n_test < params.eval.calib_bin_size:
