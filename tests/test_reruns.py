@@ -93,6 +93,7 @@ SPECIAL: dict[str, object] = {
     "imagenet.archs": ["resnet18"], "imagenet.methods": ["standard"], "imagenet.seeds": [1, 2],
     "datasets.cifar10.source": "cifar100", "datasets.cifar100.source": "cifar10",
     "datasets.digits.source": None, "datasets.imagenet.source": None,  # the only source of their shape
+    "methods.pixmix.mixing.source": None,  # the other source (folder) has other keys: `.seed` and `.n` stand in
     "datasets.imagenet.dir": "/nowhere/imagenet", "datasets.imagenet.c_dir": "/nowhere/imagenet-c",
     "methods.standard": {"per_dataset": {"digits": {}}},
     "corruptions.names": ["gaussian_noise", "contrast", "fog"], "corruptions.severities": [1, 4],
