@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from augmix import config
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_OVERLAY = REPO / "tests" / "smoke" / "params.yaml"
 BIN = Path(sys.executable).parent
@@ -16,8 +18,6 @@ BIN = Path(sys.executable).parent
 
 def _compose_smoke() -> Path:
     """The smoke overlay over params.yaml, as pipeline.prepare_workdir composes it (one file per session)."""
-    from augmix import config
-
     out = Path(tempfile.mkdtemp(prefix="augmix-smoke-")) / "params.yaml"
     out.write_text(config.compose_text(REPO / "params.yaml", SMOKE_OVERLAY))
     return out

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from scipy import stats
 
-from augmix import ops
+from augmix import augment, memory, ops
 from augmix import rng as R
 from augmix.augment import (
+    _apply_group,
     _run_chains,
     augment_and_mix_pil,
     augmix_batch,
@@ -18,6 +21,9 @@ from augmix.augment import (
     make_views,
     sample_draws,
 )
+from augmix.config import METHOD_PARAMS
+from augmix.rng import SampleKeys
+from augmix.training_methods import _augmix_kwargs
 
 SIZE = 32
 
@@ -155,8 +161,6 @@ def test_batch_split_does_not_change_output():
 
 def test_cpu_blocks_do_not_change_output(monkeypatch):
     """The CPU path runs in blocks of samples; any block size gives the same views."""
-    from augmix import augment
-
     x = smooth_batch(20)
     whole = make_views(x, keys(20), jsd=True, all_ops=True)
     monkeypatch.setattr(augment, "CPU_BLOCK_BYTES", 7 * 3 * 2 * 3 * SIZE * SIZE)  # 7 samples
@@ -167,8 +171,6 @@ def test_cpu_blocks_do_not_change_output(monkeypatch):
 def test_shared_warp_group_matches_per_op_warps(monkeypatch):
     """On CUDA rotate and the shears share one warp per step (_op_groups); run that grouping
     on the CPU: same draws, and both warps are Pillow's bit for bit, so the chains are equal."""
-    from augmix import augment
-
     x = smooth_batch(48)
     d = sample_draws(keys(48), (0,), severity=10, width=3, depth=-1, alpha=1.0, n_ops=9)
     names = ops.op_names(False)
@@ -181,10 +183,6 @@ def test_shared_warp_group_matches_per_op_warps(monkeypatch):
 
 
 def test_allocator_tuning_applies_on_glibc():
-    import platform
-
-    from augmix import memory
-
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt tuning is glibc-only (a no-op elsewhere)")
     assert memory.keep_freed_memory() is True  # both mallopt calls accepted
@@ -259,7 +257,7 @@ def test_base_transform_batch():
 
 def restated_reference(img: Image.Image, seed: int, severity: float, fill: int = 0) -> torch.Tensor:
     """REF `aug` re-stated with its own draws, mixed in normalised space (Normalize(0.5, 0.5));
-    `fill` is REF-#3's fillcolor for shear and translate (0: the committed reference)."""
+    `fill` is the fillcolor int for shear and translate (0: the committed reference)."""
     g = np.random.default_rng(seed)
 
     def pre(im):
@@ -341,9 +339,6 @@ def test_cuda_matches_cpu():
 
 @pytest.mark.parametrize("jsd", [True, False])
 def test_make_views_into_a_given_buffer_equals_a_fresh_one(jsd):
-    from augmix.augment import make_views
-    from augmix.rng import SampleKeys
-
     x = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     keys = SampleKeys.arange(4, 1, 12)
     fresh = make_views(x, keys, jsd=jsd)
@@ -357,8 +352,8 @@ def test_make_views_into_a_given_buffer_equals_a_fresh_one(jsd):
 
 
 # --------------------------------------------------------------------------- affine fill
-# REF-#3 (the released ImageNet weights, augmix.md §6): shear and translate pass fillcolor=128,
-# which Pillow paints (128, 0, 0); rotate 0.
+# The released ImageNet weights' fillcolor=128 for shear and translate (docs/reference-facts.md,
+# "AugMix fill").
 
 AFFINE = ops.AFFINE_FILL_OPS
 
@@ -386,12 +381,12 @@ def test_fill_changes_exactly_the_uncovered_pixels():
     k = keys(64)
     d = sample_draws(k, (0,), severity=10, width=3, depth=1, alpha=1.0, n_ops=len(AFFINE))
     black = _run_chains(x.repeat_interleave(3, 0).clone(), d, AFFINE)
-    grey = _run_chains(x.repeat_interleave(3, 0).clone(), d, AFFINE, affine_fill=128)
+    filled = _run_chains(x.repeat_interleave(3, 0).clone(), d, AFFINE, affine_fill=128)
     uncovered = black == 0
     assert uncovered.float().mean() > 0.02  # severity 10 uncovers a good part
     assert set(black.unique().tolist()) == {0, 200}
     red = torch.tensor(ops.fill_colour(128), dtype=torch.uint8).reshape(1, 3, 1, 1)
-    assert torch.equal(grey, torch.where(uncovered, red, black))
+    assert torch.equal(filled, torch.where(uncovered, red, black))
     # mixed: the difference is m * w_i * 128 / 255 on a chain's uncovered area in red, else 0
     for name in AFFINE:
         a = augmix_batch(x, k, severity=10, width=1, depth=1, ops=(name,))
@@ -412,8 +407,6 @@ def test_fill_changes_exactly_the_uncovered_pixels():
 def test_shared_warp_group_fills_shears_but_not_rotate():
     """The CUDA route warps rotate and the shears in one t_affine call: per row, the shears get
     the fill and rotate keeps 0 (run here on the CPU)."""
-    from augmix.augment import _apply_group
-
     names = ("rotate", "shear_x", "shear_y")
     x = smooth_batch(12)
     op = torch.arange(12) % 3
@@ -432,7 +425,7 @@ def test_shared_warp_group_fills_shears_but_not_rotate():
 
 
 def test_pil_path_with_fill_matches_restated_reference():
-    """augment_and_mix_pil(affine_fill=128): REF `aug` with REF-#3's fillcolor for the four ops."""
+    """augment_and_mix_pil(affine_fill=128): REF `aug` with fillcolor 128 for the four ops."""
     x = smooth_batch(6)
     for i in range(6):
         img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
@@ -449,9 +442,9 @@ def test_make_views_fill_on_both_backends():
     for backend in ("tensor", "pil"):
         black = make_views(x, k, jsd=True, backend=backend, severity=10)
         assert torch.equal(make_views(x, k, jsd=True, backend=backend, severity=10, affine_fill=0), black)
-        grey = make_views(x, k, jsd=True, backend=backend, severity=10, affine_fill=128)
-        assert torch.equal(grey[:8], black[:8])  # the clean view
-        assert not torch.equal(grey[8:], black[8:]), backend
+        filled = make_views(x, k, jsd=True, backend=backend, severity=10, affine_fill=128)
+        assert torch.equal(filled[:8], black[:8])  # the clean view
+        assert not torch.equal(filled[8:], black[8:]), backend
     # the PIL backend hands the fill to augment_and_mix_pil with each sample's generator
     arr = x.permute(0, 2, 3, 1).numpy()
     pil = make_views(x, k, jsd=False, backend="pil", severity=10, affine_fill=128)
@@ -470,7 +463,7 @@ def test_make_views_fill_on_both_backends():
 
 
 def test_batched_and_pil_paths_same_distribution_with_fill():
-    """As test_batched_and_pil_paths_same_distribution, with REF-#3's fill 128 on both paths."""
+    """As test_batched_and_pil_paths_same_distribution, with fill 128 on both paths."""
     n = 200
     x = smooth_batch(n, seed=8)
     k = keys(n, seed=12)
@@ -486,9 +479,6 @@ def test_batched_and_pil_paths_same_distribution_with_fill():
 
 
 def test_training_hp_passes_the_fill():
-    from augmix.config import METHOD_PARAMS
-    from augmix.training_methods import _augmix_kwargs
-
     hp = METHOD_PARAMS["augmix"](severity=3, width=3, depth=-1, alpha=1.0, all_ops=False, jsd_weight=12.0,
                                  backend="tensor", fill=0)
     assert _augmix_kwargs(hp) == {"severity": 3, "width": 3, "depth": -1, "alpha": 1.0, "all_ops": False,

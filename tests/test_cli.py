@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -90,7 +91,5 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
 
 
 def test_schema_command_prints_the_committed_schema(capsys):
-    import json
-
     assert main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads((REPO / "workflow/schemas/params.schema.json").read_text())

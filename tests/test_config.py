@@ -39,7 +39,7 @@ def test_committed_params_carry_the_paper_recipes():
     assert method_hparams(p, "augmix", "imagenet").severity == 1
     assert method_hparams(p, "augmix", "cifar10").severity == 3
     assert (method_hparams(p, "cutout", "cifar100").length, method_hparams(p, "cutout", "cifar10").length) == (8, 16)
-    assert method_hparams(p, "augmix", "imagenet").fill == 0  # imagenet.py as committed (REF-#3: 128)
+    assert method_hparams(p, "augmix", "imagenet").fill == 0  # imagenet.py as committed
 
 
 @pytest.mark.parametrize("overlay", [REPO / "workflow/params/demo.yaml", REPO / "tests/smoke/params.yaml"])

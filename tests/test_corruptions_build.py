@@ -11,11 +11,13 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from augmix.corruptions import build as B
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import format_table, run, synthetic_images
+from augmix.corruptions.draws import corruption_keys
 from augmix.corruptions.frost import (
     FROST_FILES,
     FrostTexturesMissing,
@@ -30,8 +32,6 @@ NAMES = ["gaussian_noise", "glass_blur", "contrast"]
 def _one_torch_thread():
     """Torch's CPU kernels (the device path, zoom blur, the normals) on one thread: on a busy
     two-core machine its second thread waits on other processes and these tests slow down tenfold."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -131,8 +131,6 @@ def test_seeds_are_keyed_by_name_not_position(monkeypatch):
 
 
 def test_keys_name_seed_corruption_severity_and_index():
-    from augmix.corruptions.draws import corruption_keys
-
     base = corruption_keys(3, "fog", 2, range(4))
     assert base.index.tolist() == [0, 1, 2, 3] and base.epoch == 0
     others = [corruption_keys(4, "fog", 2, range(4)), corruption_keys(3, "snow", 2, range(4)),

@@ -19,9 +19,9 @@ import math
 import numpy as np
 import pytest
 from scipy import fftpack
-from scipy.ndimage import rotate, zoom
+from scipy.ndimage import rotate, spline_filter, zoom
 
-from augmix.corruptions import CORRUPTIONS, build_c_set, corrupt, is_complete
+from augmix.corruptions import CORRUPTIONS, build, build_c_set, corrupt, is_complete
 from augmix.corruptions import cbar as C
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import synthetic_images
@@ -393,8 +393,6 @@ def test_zoom_restatement_is_scipy_zoom(factor):
 
 @pytest.mark.parametrize("angle", [-9.0, -0.84, 0.0, 3.3, 17.5])
 def test_rotation_restatement_is_scipy_rotate(angle):
-    from scipy.ndimage import spline_filter
-
     planes = (np.random.default_rng(2).random((4, S, S)) * 255).astype(np.float32) / 255
     coeff = np.stack([spline_filter(p, 3, output=np.float64, mode="constant") for p in planes])
     cols = np.ascontiguousarray(coeff.reshape(4, -1).T)
@@ -478,8 +476,6 @@ def test_generator_draws_are_reproducible(imgs):
 def _build_keys_cbar() -> bool:
     """Whether the committed builder can seed a C-bar cell (build.cell_rng keyed by the index in
     functions.ALL_CORRUPTIONS, the 19 of -C, cannot)."""
-    from augmix.corruptions import build
-
     try:
         if hasattr(build, "cell_rng"):
             build.cell_rng(0, NAMES[0], 1, 0)

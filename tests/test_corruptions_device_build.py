@@ -18,6 +18,7 @@ from augmix import io as aio
 from augmix.corruptions import build as B
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import synthetic_images
+from augmix.corruptions.torch_backend import host_pieces
 from augmix.errors import ConfigError
 
 from support.cuda_division import emulate_cuda_scalar_division
@@ -31,8 +32,6 @@ TORCH_CPU = torch.device("cpu")  # the torch (device) path, run on the CPU
 def _one_torch_thread():
     """Torch's CPU kernels (the device path, zoom blur, the normals) on one thread: on a busy
     two-core machine its second thread waits on other processes and these tests slow down tenfold."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -296,8 +295,6 @@ def test_failing_write_leaves_no_partial_file(data, tmp_path, monkeypatch):
 
 def test_host_pieces_is_one_copy_of_equal_pieces():
     """The CUDA JPEG path moves the encoded images to the host with one copy per batch."""
-    from augmix.corruptions.torch_backend import host_pieces
-
     pieces = [torch.arange(k, dtype=torch.uint8) + k for k in (3, 1, 7)]
     out = host_pieces(pieces)
     assert [p.tolist() for p in out] == [p.tolist() for p in pieces]

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import stats
+from scipy import ndimage, stats
 
 from augmix.corruptions import build as B
 from augmix.corruptions import functions as F
@@ -222,8 +222,6 @@ def test_jpeg_cv2_equals_pillow(imgs, table):
 
 
 def test_gaussian_radius_zero_is_identity(imgs):
-    from scipy import ndimage
-
     x = imgs / 255.0
     ref = ndimage.gaussian_filter(x, (0, 0.05, 0.05, 0), mode="nearest", truncate=4.0)
     out = F._gaussian(x, 0.05)

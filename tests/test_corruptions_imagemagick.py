@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from augmix.corruptions.imagemagick import (
     motion_blur_im,
@@ -94,7 +95,6 @@ def test_quantisation_is_not_plain_truncation(fx):
     not _wand_ok(), reason="Wand / ImageMagick not installed; fixtures cover this"
 )
 def test_live_wand():
-    from PIL import Image
     from wand.image import Image as WandImage
 
     rng = np.random.default_rng(99)

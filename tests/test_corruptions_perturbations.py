@@ -7,12 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as trn
+import torchvision.transforms.functional as TF
 from PIL import Image
 from scipy import ndimage
 from scipy.ndimage import zoom as scizoom
+from torchvision.transforms import InterpolationMode
 
 from augmix.corruptions import perturbations as P
 from augmix.corruptions.bench import synthetic_images
+from augmix.corruptions.functions import _spatter_water_mask, hsv_to_rgb, rgb_to_hsv
 from augmix.corruptions.imagemagick import motion_blur_im
 
 try:
@@ -108,8 +112,6 @@ def test_motion_blur_angles(imgs):
 
 
 def test_translate_matches_torchvision(imgs):
-    import torchvision.transforms.functional as TF
-
     seq = P.translate(imgs)
     for n, img in enumerate(imgs):
         for i in range(16):
@@ -124,10 +126,6 @@ def test_translate_matches_torchvision(imgs):
 
 
 def test_zoom_blur_running_mean(imgs):
-    import torchvision.transforms as trn
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-
     seq = P.zoom_blur(imgs[:1])
     img = imgs[0]
     avg = trn.ToTensor()(img)
@@ -151,9 +149,6 @@ def test_zoom_blur_running_mean(imgs):
 @pytest.mark.parametrize("name, frame", [("rotate", {"angle": 7.0}), ("scale", {"scale": 0.8})])
 def test_rotate_and_scale_use_the_2019_centre(imgs, name, frame):
     """Without shear the 2019 matrix is today's torchvision one about the old centre (w/2 + 0.5)."""
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-
     seq = getattr(P, name)(imgs)
     key = "angle" if name == "rotate" else "scale"
     i = int(np.flatnonzero(np.isclose(P.PARAMS["cifar"][name][key], frame[key]))[0])
@@ -189,7 +184,6 @@ def test_shear_frames_are_the_2019_matrix(imgs):
 def test_gaussian_blur_and_brightness(imgs):
     gb = P.gaussian_blur(imgs)
     br = P.brightness(imgs)
-    from augmix.corruptions.functions import hsv_to_rgb, rgb_to_hsv
 
     for n, img in enumerate(imgs):
         for i in (0, 15, 30):
@@ -223,7 +217,7 @@ def test_snow(imgs):
         )
         layer[layer < 0.5] = 0
         layer8 = (np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8)
-        gray = cv2.cvtColor(np.float32(x), cv2.COLOR_RGB2GRAY)  # REF make_cifar_p.py snow
+        gray = cv2.cvtColor(np.float32(x), cv2.COLOR_RGB2GRAY)  # make_cifar_p.py snow
         base = 0.85 * x + (1 - 0.85) * np.maximum(
             x, gray.reshape(32, 32, 1) * 1.5 + 0.5
         )
@@ -244,8 +238,6 @@ def test_spatter_runs_down(imgs):
     for i in range(31):
         l8 = (liquid * 255).astype(np.uint8)
         if i in (0, 30):
-            from augmix.corruptions.functions import _spatter_water_mask
-
             m = l8 * _spatter_water_mask(l8)
             m = m / m.max() * 0.6 if m.max() > 0 else m
             x = np.array(imgs[0], dtype=np.float32) / 255.0

@@ -1,5 +1,5 @@
 """Each corruption against a straightforward per-image restatement of the reference arithmetic
-(hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py, spec corruptions.md §4), with the same
+(hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py; docs/corruptions.md), with the same
 injected random draws. The restatements below are written independently of the package: loops,
 SciPy / Pillow calls as the reference makes them, no shared helpers."""
 
@@ -17,6 +17,8 @@ from scipy.ndimage import zoom as scizoom
 from augmix.corruptions import BENCHMARK_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS
 from augmix.corruptions import functions as F
 from augmix.corruptions.bench import synthetic_images
+from augmix.corruptions.draws import DRAWS, NumpyDraws, corruption_keys
+from augmix.corruptions.frost import frost_dir
 from augmix.corruptions.imagemagick import motion_blur_im
 
 try:
@@ -215,7 +217,8 @@ def test_gaussian_blur(imgs, s):
 
 
 def test_disk_kernel_shapes():
-    # spec §2.1: at radii 0.3/0.4/0.5 the disk is the centre pixel: centre weights 0.845/0.619/0.445
+    # At radii 0.3/0.4/0.5 the disk is the centre pixel alone, so the kernel is a 3x3 Gaussian with
+    # sigma 0.4/0.5/0.6: centre weights 0.845/0.619/0.445
     for (r, a), centre in zip(
         [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6)], [0.845, 0.619, 0.445]
     ):
@@ -236,7 +239,7 @@ ALL_DISKS = [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1),  # CIFAR
 @needs_cv2
 @pytest.mark.parametrize("r,a", ALL_DISKS)
 def test_disk_kernel_is_the_reference_bit_for_bit(r, a):
-    """REF disk(): aliased disk on an arange grid, then cv2.GaussianBlur (spec §2.1, §12)."""
+    """make_cifar_c.py disk(): aliased disk on an arange grid, then cv2.GaussianBlur."""
     if r <= 8:
         L, ks = np.arange(-8, 8 + 1), (3, 3)
     else:
@@ -265,7 +268,7 @@ def test_defocus_blur(imgs, s):
 @needs_cv2
 @pytest.mark.parametrize("s", [1, 2, 3, 4, 5])
 def test_defocus_blur_imagenet_is_the_reference_bit_for_bit(s):
-    """REF make_imagenet_c.py defocus_blur: cv2.filter2D per channel with the disk kernel."""
+    """make_imagenet_c.py defocus_blur: cv2.filter2D per channel with the disk kernel."""
     c = [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)][s - 1]
     batch = np.stack([synthetic_images(1, size=224, seed=9)[0],
                       np.random.default_rng(4).integers(0, 256, (224, 224, 3), dtype=np.uint8)])
@@ -320,8 +323,6 @@ def test_glass_blur_imagenet_chains():
 
 
 def test_glass_blur_offsets_asymmetric():
-    from augmix.corruptions.draws import DRAWS, NumpyDraws, corruption_keys
-
     imgs = synthetic_images(4, seed=1)
     # keyed draws: offsets lie in {-d, ..., d - 1} (randint(-d, d)); the function draws exactly these
     keys = corruption_keys(3, "glass_blur", 2, range(4))
@@ -352,7 +353,7 @@ def test_motion_blur_angles(imgs, s):
 
 
 def _zoom_blur_ref(img, c):
-    """REF zoom_blur: float32 x, each clipped zoom float32, summed with += into a float32 array."""
+    """make_cifar_c.py zoom_blur: float32 x, each clipped zoom float32, summed with += into a float32 array."""
     x = (np.array(img) / 255.0).astype(np.float32)
     out = np.zeros_like(x)
     for z in c:
@@ -449,8 +450,6 @@ def test_snow_is_the_reference_bit_for_bit(imgs, table, kind, s):
 @needs_frost
 @pytest.mark.parametrize("s", [1, 5])
 def test_frost(imgs, s):
-    from augmix.corruptions.frost import frost_dir
-
     c = [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)][s - 1]
     names = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg"]
     rng = np.random.default_rng(s)

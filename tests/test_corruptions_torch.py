@@ -8,14 +8,18 @@ import pytest
 import torch
 
 from augmix.corruptions import functions as F
+from augmix.corruptions import torch_backend as T
 from augmix.corruptions.bench import synthetic_images
 from augmix.corruptions.build import corrupt_block
+from augmix.corruptions.frost import load_frost_textures
+from augmix.corruptions.torch_backend import _fma32_t, rgb_to_gray_cv2_t
 
 from support.cuda_division import emulate_cuda_scalar_division
 
 # "cpu-cuda-division": CPU torch dividing the way CUDA kernels do (support/cuda_division.py), so
 # the exactness of the device path is checked against CUDA's arithmetic on a machine without a GPU.
-DEVICES = ["cpu", "cpu-cuda-division"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", "cpu-cuda-division"] + ([pytest.param("cuda", marks=pytest.mark.gpu)]
+                                          if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(params=DEVICES)
@@ -202,8 +206,6 @@ def _grey_cube():
 
 
 def _gray_t(x, device):
-    from augmix.corruptions.torch_backend import rgb_to_gray_cv2_t
-
     return rgb_to_gray_cv2_t(*torch.from_numpy(x).to(device).unbind(-1)).cpu().numpy()
 
 
@@ -221,7 +223,6 @@ def test_snow_grey_follows_the_opencv_build(device, ipp, optimized, order):
     """OpenCV without IPP (its own FMA loop) and unoptimized (a plain sum) round otherwise; the
     probe picks the order the running cv2 uses, and the grey still equals it."""
     cv2 = pytest.importorskip("cv2")
-    from augmix.corruptions import torch_backend as T
 
     x = np.ascontiguousarray(_grey_cube()[::64])
     was = cv2.ipp.useIPP(), cv2.useOptimized()
@@ -248,8 +249,6 @@ def test_snow_grey_is_opencv_rgb2gray_on_every_triple(device):
 def test_fma32_rounds_once(device):
     """a * b + c rounded once to float32, where rounding through a float64 sum would not:
     (1 + 2^-12)^2 is a float32 tie, and +-2^-80 puts the exact sum just above / below it."""
-    from augmix.corruptions.torch_backend import _fma32_t
-
     def t(*v):
         return torch.tensor(v, dtype=torch.float32, device=device)
 
@@ -268,8 +267,6 @@ def test_fma32_rounds_once(device):
 @pytest.mark.skipif(not _frost_ok(), reason="frost textures not installed")
 @pytest.mark.parametrize("s", [1, 5])
 def test_frost_same_draws(imgs, device, s):
-    from augmix.corruptions.frost import load_frost_textures
-
     tex = load_frost_textures("cifar")
     rng = np.random.default_rng(s)
     idx = rng.integers(0, 5, len(imgs))

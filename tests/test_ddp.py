@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from augmix import data
+from augmix.models import build_model
 
 from conftest import SMOKE_PARAMS
 
@@ -50,8 +51,6 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     subprocess.run([sys.executable, *cmd], cwd=tmp_path, env=env, check=True, capture_output=True)
     single = _weights(model)
-
-    from augmix.models import build_model
 
     torch.manual_seed(1)  # the same initial weights the training started from (seed 1)
     init = {k: v.float() for k, v in build_model("wrn16_1", 10).state_dict().items() if k in single}

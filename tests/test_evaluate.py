@@ -20,7 +20,7 @@ def _frame(errors: dict[str, float]) -> pd.DataFrame:
 
 @pytest.mark.parametrize("with_extras", [False, True])
 def test_headline_is_the_benchmark_corruptions_only(with_extras):
-    """corruptions.md §0: the four held-out corruptions never enter the headline. With them
+    """The four held-out corruptions never enter the headline (docs/reference-facts.md, "Metrics"). With them
     configured the corruption error and mCE are still the 15-corruption values (they used to be
     19-corruption means), and the extras are still reported per corruption."""
     errors = {name: 0.5 for name in metrics.BENCHMARK_CORRUPTIONS}
@@ -29,7 +29,7 @@ def test_headline_is_the_benchmark_corruptions_only(with_extras):
     params = config.load(SMOKE_PARAMS)
     summary = ev._summary(_frame(errors), None, params, {}, alexnet=True)
     assert summary["corruption_error"] == pytest.approx(0.5) and summary["rms_calib_c"] == pytest.approx(0.05)
-    assert summary["mce"] == pytest.approx(0.646726, abs=1e-6)  # metrics.md's test vector for error 0.5
+    assert summary["mce"] == pytest.approx(0.646726, abs=1e-6)  # the test vector for error 0.5
     assert summary["corruption_error_complete"] and summary["mce_complete"]
     assert set(summary["per_corruption"]) == set(errors)
     assert summary["calib_bin_size"] == params.eval.calib_bin_size and "benchmark" in summary["aggregation"]

@@ -25,6 +25,7 @@ import yaml
 from augmix import experiments, pipeline
 
 from conftest import REPO, SMOKE_OVERLAY
+from support import browser
 
 CHECK = "check"
 CELL = "digits/wrn16_1/{}/seed1"
@@ -233,8 +234,6 @@ def test_report_figures_are_dvc_image_plots(workdir):
 
 @pytest.mark.slow
 def test_dvc_plots_show_draws_offline(workdir, tmp_path):
-    from support import browser
-
     reason = browser.missing()
     if reason:
         pytest.skip(reason)

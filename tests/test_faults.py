@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import inspect
 import io as pyio
 import os
 import pickle
@@ -30,9 +31,15 @@ import pytest
 import torch
 import yaml
 
-from augmix import pipeline
+from augmix import pipeline, tracking
+from augmix.corruptions import BENCHMARK_CORRUPTIONS
+from augmix.corruptions.build import is_complete
+from augmix.data import Archive, DataError, fetch_cifar, load_split
+from augmix.io import file_digest
 
 from conftest import REPO, SMOKE_PARAMS
+from support import services
+from support.workers import STEPS, concurrent_stage_runs
 
 KILL_SEED = 20200101  # seeds the choice of kill points (reproducible test)
 KILL_POINTS = 3
@@ -171,8 +178,6 @@ def test_training_killed_at_random_points_resumes_bit_identical(workdir):
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    from augmix.io import file_digest
-
     return {str(p.relative_to(folder)): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
@@ -197,9 +202,6 @@ def kill_mid_build(cmd: list[str], cwd: Path, env: dict, parent: Path, name: str
 
 
 def test_corruption_build_killed_midway_is_never_taken_for_complete(workdir):
-    from augmix.corruptions import BENCHMARK_CORRUPTIONS
-    from augmix.corruptions.build import is_complete
-
     wd, env = workdir
     raw = smoke()
     names = list(BENCHMARK_CORRUPTIONS)  # the benchmark's 15: long enough to be killed inside
@@ -265,9 +267,6 @@ def cifar_like_archive(path: Path, folder: str = "cifar-10-batches-py", n: int =
 
 
 def test_archive_checksum_accepts_intact_and_refuses_truncated_or_tampered(tmp_path):
-    from augmix.data import Archive, DataError, fetch_cifar, load_split
-    from augmix.io import file_digest
-
     good = cifar_like_archive(tmp_path / "downloads" / "tiny.tar.gz")
     record = Archive("https://example.invalid/tiny.tar.gz", "tiny.tar.gz", file_digest(good), "cifar-10-batches-py")
     intact = good.read_bytes()
@@ -318,8 +317,6 @@ WRITERS = 6
 def test_concurrent_stage_runs_on_one_sqlite_store_lose_nothing(tmp_path):
     """Six processes open a stage run on a store nobody has created yet (the harshest start) and log
     params, metric series and tags at the same time."""
-    from support.workers import STEPS, concurrent_stage_runs
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     found = concurrent_stage_runs(WRITERS, uri=uri, experiment="concurrency", workdir=tmp_path)
     assert found["n_runs"] == WRITERS, found
@@ -560,13 +557,9 @@ def test_servers_bind_to_loopback():
     recipe = re.search(r"^ui:.*\n((?:\t.*\n?)+)", makefile, re.M)
     assert recipe, "Makefile has no ui target"
     assert "augmix ui" in recipe.group(1)  # which serves on 127.0.0.1 only (no --host to change it)
-    import inspect
-
-    from augmix import tracking
 
     assert inspect.signature(tracking.ui).parameters["host"].default == "127.0.0.1"
     for path in [REPO / "Makefile", *SOURCES, REPO / "tests" / "support" / "services.py"]:
         assert "0.0.0.0" not in path.read_text(), path
-    from support import services
 
     assert services.LOOPBACK == "127.0.0.1"

@@ -15,10 +15,15 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from scipy.stats import ks_2samp
+from torchvision.transforms import RandomResizedCrop, v2
+from torchvision.transforms.v2 import functional as TF
 
 from augmix import config, imagenet
 from augmix.data import DataError
 from augmix.stages import corrupt, download, evaluate, train
+from augmix.train import recipe_for, step_decay_factor
+from augmix.training_methods import _augmix_kwargs, method_hparams
 
 from conftest import SMOKE_PARAMS
 
@@ -114,8 +119,6 @@ def test_rrc_box_stays_in_bounds_and_follows_the_scale_and_ratio_ranges():
     ratio = np.log(w / h)
     assert ratio.min() > math.log(3 / 4) - 0.02 and ratio.max() < math.log(4 / 3) + 0.02
     # Same distribution as torchvision's RandomResizedCrop.get_params (which draws from torch's RNG).
-    from scipy.stats import ks_2samp
-    from torchvision.transforms import RandomResizedCrop
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -129,8 +132,6 @@ def test_rrc_box_stays_in_bounds_and_follows_the_scale_and_ratio_ranges():
 
 
 def test_train_crop_equals_torchvision_resized_crop_and_flip():
-    from torchvision.transforms.v2 import functional as TF
-
     img = _photo(np.random.default_rng(3), 117, 90)
     for seed in range(6):
         got = imagenet.train_crop(img, 56, np.random.default_rng(seed))
@@ -143,8 +144,6 @@ def test_train_crop_equals_torchvision_resized_crop_and_flip():
 
 
 def test_eval_image_equals_torchvision_resize_and_center_crop():
-    from torchvision.transforms import v2
-
     ref = v2.Compose([v2.Resize(73, interpolation=v2.InterpolationMode.BILINEAR), v2.CenterCrop(64)])
     for w, h in [(117, 90), (90, 117), (73, 100), (200, 75)]:
         img = _photo(np.random.default_rng(w), w, h)
@@ -169,8 +168,6 @@ def test_train_batches_do_not_depend_on_workers_or_batch_split(folder):
 
 
 def test_imagenet_recipe_scales_lr_and_steps_down_at_thirds(folder):
-    from augmix.train import recipe_for, step_decay_factor
-
     r = recipe_for(_params(folder, **{"imagenet.recipe.epochs": 90, "imagenet.recipe.batch_size": 512}),
                    "imagenet", "resnet50")
     assert r.lr == pytest.approx(0.05 * 2) and not r.nesterov and r.weight_decay == 1e-4  # REF: lr * batch / 256
@@ -183,8 +180,6 @@ def test_imagenet_recipe_scales_lr_and_steps_down_at_thirds(folder):
 
 
 def test_imagenet_augmix_takes_its_severity_and_fill_from_its_per_dataset_values(folder):
-    from augmix.training_methods import _augmix_kwargs, method_hparams
-
     params = _params(folder, **{"methods.augmix.per_dataset.imagenet": {"severity": 2, "fill": 128}})
     hp = method_hparams(params, "augmix", "imagenet")
     assert _augmix_kwargs(hp)["severity"] == 2 and _augmix_kwargs(hp)["affine_fill"] == 128

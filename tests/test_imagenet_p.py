@@ -1,5 +1,5 @@
 """ImageNet-P sequences and writer against per-image restatements of
-ImageNet-P/create_p/make_imagenet_p.py (spec corruptions.md §8.2, §8.3), on small images
+ImageNet-P/create_p/make_imagenet_p.py (docs/reference-facts.md, "Perturbations (-P)"), on small images
 (Resize 64, CenterCrop 56) so the suite runs in seconds on CPU."""
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms as trn
+import torchvision.transforms.functional as TF
 from PIL import Image
 from scipy import ndimage
 from scipy.ndimage import zoom as scizoom
+from torchvision.transforms import InterpolationMode
 
 from augmix.corruptions import imagenet_p as IP
 from augmix.corruptions import perturbations as P
+from augmix.corruptions.functions import _spatter_water_mask, hsv_to_rgb, rgb_to_hsv
 from augmix.corruptions.imagemagick import motion_blur_im
 
 cv2 = pytest.importorskip("cv2")
@@ -52,7 +56,7 @@ def rngs_for(variant, n, seed=0):
 # tables
 
 
-def test_imagenet_table_matches_spec():
+def test_imagenet_table_matches_make_imagenet_p():
     t = P.PARAMS["imagenet"]
     assert set(t) == set(P.PERTURBATIONS) == set(P.PARAMS["cifar"])
     assert t["gaussian_noise"]["sigma"] == {1: 0.03, 2: 0.05, 3: 0.08}
@@ -119,9 +123,6 @@ def test_variants():
 
 
 def test_resize_and_center_crop_match_torchvision():
-    import torchvision.transforms as trn
-    import torchvision.transforms.functional as TF
-
     for h, w in [(90, 120), (121, 83), (64, 64), (200, 65)]:
         pil = Image.fromarray(smooth_image(h, w, h + w))
         ref = np.asarray(trn.Resize(RESIZE)(pil).convert("RGB"))
@@ -183,8 +184,6 @@ def test_gaussian_and_shot_noise_restated(resized):
 
 
 def test_pixel_perturbations_act_on_the_crop(resized):
-    from augmix.corruptions.functions import hsv_to_rgb, rgb_to_hsv
-
     crops = np.stack([P.center_crop(x, CROP) for x in resized])
     mb = IP.imagenet_p_sequences(resized, "motion_blur", crop=CROP)
     gb = IP.imagenet_p_sequences(resized, "gaussian_blur", crop=CROP)
@@ -241,7 +240,6 @@ def test_spatter_runs_down_with_the_imagenet_kernel(resized):
         0.65 + 0.27 * z[0], 3.7, mode="nearest", truncate=4.0
     )
     liquid[liquid < 0.69] = 0
-    from augmix.corruptions.functions import _spatter_water_mask
 
     for i in range(31):
         if i in (0, 30):
@@ -261,9 +259,6 @@ def test_spatter_runs_down_with_the_imagenet_kernel(resized):
 
 
 def test_geometric_perturbations_act_on_the_whole_image(resized):
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-
     bil = InterpolationMode.BILINEAR
     img = resized[0]  # 64 x 85: the crop sees pixels the crop-first order would not
     pil = Image.fromarray(img)

@@ -1,4 +1,4 @@
-"""JSD consistency loss: the test vector of augmix.md §8.3 and the loss invariants."""
+"""JSD consistency loss: the test vector of docs/reference-facts.md, "JSD loss", and the loss invariants."""
 
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ from augmix import methods as M
 from augmix.methods import BASELINES as METHODS
 from augmix.methods import Batch
 from augmix.models import build_model
-from augmix.training_methods import section_for
+from augmix.rng import SampleKeys
+from augmix.training_methods import METHODS as ALL_METHODS
+from augmix.training_methods import TrainBatch, method_hparams, section_for
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = ["standard", "cutout", "mixup", "cutmix", "autoaugment", "pgd", "fmix"]
@@ -205,8 +207,6 @@ def test_cutout_fills_with_model_mean(tiny):
 def test_cutout_hole_side_follows_the_dataset(dataset, side):
     """params.yaml's published sides (DeVries & Taylor: 16 on CIFAR-10, 8 on CIFAR-100) reach the
     method, and a hole away from the border is exactly side x side."""
-    from augmix.training_methods import method_hparams
-
     hp = method_hparams(PARAMS, "cutout", dataset)
     assert hp.length == side
     seen = {}
@@ -318,16 +318,11 @@ def test_fmix_reference_spectrum_quirk():
 
 # --------------------------------------------------------------------------- the whole method table
 
-from augmix.training_methods import METHODS as ALL_METHODS  # noqa: E402
-
 
 @pytest.mark.parametrize("name", [m for m in ALL_METHODS if m not in BUILTIN])
 def test_every_other_method_takes_one_step_that_changes_the_weights(name, tiny, tmp_path):
     """AugMix, the ablation rows and the successors: views made as training makes them (up front for
     the epoch when the method can), one SGD step, every parameter moves."""
-    from augmix.rng import SampleKeys
-    from augmix.training_methods import TrainBatch, method_hparams
-
     hp = method_hparams(PARAMS, name, "cifar10")
     if name == "pixmix":  # a small seeded mixing set, made and cached under tmp_path
         hp = hp.model_copy(update={"mixing": hp.mixing.model_copy(update={"n": 8})})

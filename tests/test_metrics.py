@@ -1,6 +1,7 @@
-"""Metrics against hand-computed cases and the test vectors of /work/shared/spec/metrics.md."""
+"""Metrics against hand-computed cases and the test vectors of docs/reference-facts.md, "Metrics"."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from augmix import metrics
@@ -30,8 +31,8 @@ def test_benchmark_corruptions_order_and_extras():
     assert len(metrics.P_PERTURBATIONS) == 10
 
 
-# AlexNet 5-severity averages as listed separately in metrics.md §2.2 ("average" column): an
-# independent transcription that guards the per-severity table.
+# AlexNet 5-severity averages as the hendrycks/robustness README lists them beside the per-severity
+# values: an independent transcription that guards the per-severity table.
 ALEXNET_AVERAGES = {
     "gaussian_noise": 0.886428,
     "shot_noise": 0.894468,
@@ -95,7 +96,7 @@ def _spec_calibration_vector():
 
 def test_rms_calibration_reference_skips_last_bin():
     conf, correct = _spec_calibration_vector()
-    # metrics.md §4.1: bins [0, 100) and [100, 250); the reference sums only the first.
+    # Bins [0, 100) and [100, 250); the reference sums only the first.
     assert metrics.rms_calibration_error(conf, correct) == pytest.approx(0.145922, abs=1e-6)
     expected = np.sqrt(100 / 250 * (conf[:100].mean() - correct[:100].mean()) ** 2)
     assert metrics.rms_calibration_error(conf, correct, mode="reference") == pytest.approx(expected)
@@ -262,8 +263,6 @@ def test_mean_flip_rate_plain_and_normalised():
 
 def _tidy_eval(errors, *, severities=metrics.SEVERITIES, identity=None):
     """eval.csv rows: clean error 0.2, then errors[c] at each severity (rms_calib = err / 10)."""
-    import pandas as pd
-
     rows = [{"benchmark": "clean", "corruption": "clean", "severity": 0, "error": 0.2, "rms_calib": 0.1,
              "brier": 0.3, "n": 100}]
     rows += [{"benchmark": "c", "corruption": c, "severity": s, "error": e + 0.01 * s, "rms_calib": e / 10,
@@ -289,7 +288,7 @@ def test_summarize_one_completeness_rule_and_plain_cifar_mean():
     fewer = dict(list(errors.items())[:14])
     assert not metrics.summarize(_tidy_eval(fewer), kind="cifar", bin_size=100,
                                  calib_mode="reference")["corruption_error_complete"]
-    # Extras alone: no headline at all (corruptions.md §0), only per corruption.
+    # Extras alone: no headline at all, only per corruption.
     extras = metrics.summarize(_tidy_eval({"spatter": 0.5}), kind="cifar", bin_size=100, calib_mode="reference")
     assert "corruption_error" not in extras and set(extras["per_corruption"]) == {"spatter"}
 
@@ -297,7 +296,7 @@ def test_summarize_one_completeness_rule_and_plain_cifar_mean():
 def test_summarize_imagenet_mce_needs_all_five_severities():
     errors = {c: 0.5 - 0.03 for c in metrics.BENCHMARK_CORRUPTIONS}  # 0.5 on average over s = 1..5
     s = metrics.summarize(_tidy_eval(errors), kind="imagenet", bin_size=100, calib_mode="reference")
-    assert s["mce"] == pytest.approx(0.646726, abs=1e-6) and s["mce_complete"]  # metrics.md test vector
+    assert s["mce"] == pytest.approx(0.646726, abs=1e-6) and s["mce_complete"]  # the test vector for error 0.5
     assert s["ce"]["fog"] == pytest.approx(2.5 / sum(metrics.ALEXNET_ERR["fog"]))
     assert s["relative_mce"] == pytest.approx(metrics.relative_mce({c: [e + 0.01 * k for k in range(1, 6)]
                                                                      for c, e in errors.items()}, 0.2))
@@ -307,8 +306,6 @@ def test_summarize_imagenet_mce_needs_all_five_severities():
 
 
 def test_summarize_copies_identity_perturbations_and_calibration_modes():
-    import pandas as pd
-
     ident = {"dataset": "cifar10", "arch": "wrn40_2", "method": "augmix", "seed": 3, "model": "ours"}
     fp = {p: 0.01 * (i + 1) for i, p in enumerate(metrics.CIFAR_P_PERTURBATIONS)}
     p_frame = pd.DataFrame({"perturbation": [*fp, "snow"], "flip_prob": [*fp.values(), 0.9],

@@ -20,7 +20,7 @@ PARAMS = {
     ("densenet40_12", 100): 1_100_428,
     ("densenet_bc100_12", 10): 769_162,
     ("densenet_bc100_12", 100): 800_032,
-    ("wrn40_2", 10): 2_243_546,  # augmix.md §10.1, performance.md §3.1
+    ("wrn40_2", 10): 2_243_546,  # docs/reference-facts.md, "Models"
     ("wrn40_2", 100): 2_255_156,
     ("resnext29_4x32d", 10): 6_807_882,
     ("resnext29_4x32d", 100): 6_900_132,

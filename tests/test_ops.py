@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 from augmix import ops
+
+from support.cuda_division import emulate_cuda_scalar_division
 
 SIZE = 32
 PAPER = ["autocontrast", "equalize", "posterize", "rotate", "solarize",
@@ -69,7 +72,8 @@ def test_op_sets_exact():
 
 # --------------------------------------------------------------------------- PIL path vs REF
 # An independent re-statement of google-research/augmix augmentations.py, written here
-# directly from augmix.md §2-§4 (levels from the passed generator instead of np.random).
+# directly from the facts in docs/reference-facts.md, "AugMix operations" (levels from the passed
+# generator instead of np.random).
 
 
 def _ref_op(name, img, severity, g, size):
@@ -145,7 +149,7 @@ def test_affine_ops_fill_black_top_left_origin():
     assert (out[0, :-1] == 200).all() and (out[-1, -8:] == 0).all()
 
 
-# Realised parameter ranges of augmix.md §5 (200,000 draws there; 100,000 here).
+# Realised parameter ranges (docs/reference-facts.md, "AugMix operations"), over 100,000 draws.
 SPEC_RANGES = {
     1: {"rotate": (0, 2), "posterize": (4, 4), "solarize": (231, 254), "shear_x": (0.003, 0.03),
         "translate_x": (0, 1), "color": (0.118, 0.28)},
@@ -281,7 +285,7 @@ def test_every_rotation_angle_equals_pil(size):
 
 @pytest.mark.parametrize("name", ["shear_x", "shear_y"])
 def test_shears_over_the_level_range_equal_pil(name):
-    """200 levels over [0.1, 10), both signs, fills 0 and 128 (REF-#3)."""
+    """200 levels over [0.1, 10), both signs, fills 0 and 128."""
     levels = np.linspace(0.1, 10, 200, endpoint=False)
     imgs = warp_images(8, SIZE, seed=9)
     imgs = [imgs[i % 8] for i in range(len(levels))]
@@ -323,8 +327,6 @@ def test_rotation_matrices_whole_degrees_are_pillows():
 def test_warps_with_cuda_division_equal_pil(monkeypatch):
     """CUDA divides a tensor by a Python number as a reciprocal multiply: the parameters
     (level * maxval / 10) and so the warps must not depend on it. Run under that emulation."""
-    from support.cuda_division import emulate_cuda_scalar_division
-
     g = np.random.default_rng(4)
     level = torch.from_numpy(g.uniform(0.1, 10, 20_000))
     flip = torch.from_numpy(g.random(20_000) < 0.5)
@@ -348,8 +350,6 @@ def test_warps_with_cuda_division_equal_pil(monkeypatch):
 def test_warps_keep_no_state_across_shapes_and_threads():
     """The warps cache only per-angle plans (ops._rotation_plan): calls on other shapes and
     batch sizes in between, and concurrent calls from threads, change no result."""
-    import threading
-
     small, big = to_batch(warp_images(8, SIZE, seed=1)), to_batch(warp_images(4, 48, seed=2))
     deg = torch.tensor([3.0, -7, 0, 29, -29, 12, 1, -1])
     shear = torch.linspace(-0.3, 0.3, 8, dtype=torch.float64)
@@ -433,15 +433,16 @@ def test_affine_warp_agrees_with_integer_translation_path():
 
 
 # --------------------------------------------------------------------------- affine fill
-# The code that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6) passes fillcolor=128
-# for the area shear_x/y and translate_x/y uncover (Pillow paints it (128, 0, 0)); rotate keeps 0.
+# The released ImageNet weights' fillcolor=128 for shear and translate (docs/reference-facts.md,
+# "AugMix fill").
 
 FILL = 128
 FILLED = ["shear_x", "shear_y", "translate_x", "translate_y"]
 
 
 def _pil_fillcolor(name, img: Image.Image, v, fill) -> np.ndarray:
-    """Pillow itself with REF-#3's call: Image.transform(..., fillcolor=fill), an int."""
+    """Pillow itself called as the released weights' code calls it: Image.transform(..., fillcolor=fill),
+    an int."""
     data = {"shear_x": (1, v, 0, 0, 1, 0), "shear_y": (1, 0, 0, v, 1, 0),
             "translate_x": (1, 0, v, 0, 1, 0), "translate_y": (1, 0, 0, 0, 1, v)}[name]  # fmt: skip
     size = img.size[0]
@@ -458,7 +459,7 @@ def test_affine_fill_ops_are_the_four_shears_and_translations():
 
 
 def test_fill_colour_is_pillows_reading_of_an_int():
-    """Pillow paints an int colour on an RGB image as a packed value, red in the low byte: REF-#3's
+    """Pillow paints an int colour on an RGB image as a packed value, red in the low byte:
     fillcolor=128 is dark red, not grey; a one-band image takes the int as its level."""
     for fill in (0, 1, 37, 128, 255):
         assert Image.new("RGB", (1, 1), fill).getpixel((0, 0)) == ops.fill_colour(fill) == (fill, 0, 0)
@@ -473,13 +474,13 @@ def test_pil_fill_equals_pillow_fillcolor(name):
     values = [-10, -4, -1, 1, 3, 10] if name in SHIFTS else [-0.3, -0.11, -0.04, 0.03, 0.17, 0.3]
     for arr, v in zip(imgs, values):
         img = Image.fromarray(arr)
-        grey = np.asarray(ops.PIL_APPLY[name](img, v, SIZE, FILL))
-        np.testing.assert_array_equal(grey, _pil_fillcolor(name, img, v, FILL))
+        filled = np.asarray(ops.PIL_APPLY[name](img, v, SIZE, FILL))
+        np.testing.assert_array_equal(filled, _pil_fillcolor(name, img, v, FILL))
         black = np.asarray(ops.PIL_APPLY[name](img, v, SIZE))
         np.testing.assert_array_equal(black, _pil_fillcolor(name, img, v, 0))
-        changed = (grey != black).any(-1)
+        changed = (filled != black).any(-1)
         assert changed.any()
-        assert (grey[changed] == ops.fill_colour(FILL)).all() and (black[changed] == 0).all()
+        assert (filled[changed] == ops.fill_colour(FILL)).all() and (black[changed] == 0).all()
 
 
 @pytest.mark.parametrize("name", FILLED)
@@ -502,7 +503,8 @@ def test_pil_op_with_fill_matches_restated_reference(name):
 
 
 def test_rotate_takes_no_fill():
-    """REF-#3's rotate fill is unknown, so rotate has no fill argument: it stays black."""
+    """Rotate's fill in the released weights' code is unknown, so rotate has no fill argument: it
+    stays black."""
     img = Image.fromarray(smooth_images(1)[0])
     with pytest.raises(TypeError):
         ops.OPS["rotate"](img, 3, np.random.default_rng(0), SIZE, fill=FILL)

@@ -3,6 +3,7 @@ corrupts, trains and evaluates; bad folders and files stop with one line naming 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from augmix import data, owndata, pipeline
 from augmix.cli import main
+from augmix.config import OwnSource
 from augmix.errors import DataError
 
 from conftest import REPO, SMOKE_PARAMS
@@ -44,7 +46,6 @@ def test_image_folder_becomes_cifar_format(tmp_path):
     assert train[0].shape == (36, 32, 32, 3) and train[0].dtype == np.uint8 and test[0].shape == (18, 32, 32, 3)
     assert sorted(set(train[1].tolist())) == [0, 1, 2]
     out = tmp_path / "raw" / "mine"
-    from augmix.config import OwnSource
 
     data.prepare("mine", OwnSource(source="folder", path=str(root), size=32), tmp_path, download=False)
     x, y = data.load_split(out, "train")
@@ -121,7 +122,6 @@ def test_an_image_folder_goes_through_the_whole_pipeline(tmp_path):
     env = {**os.environ, "AUGMIX_PROJECT_ROOT": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
     result = subprocess.run(["dvc", "repro"], cwd=wd, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    import json
 
     metrics = json.loads((wd / "results/mine/wrn16_1/augmix/seed1/metrics.json").read_text())
     assert metrics["dataset"] == "mine" and 0 <= metrics["corruption_error"] <= 1

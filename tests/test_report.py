@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from augmix import metrics, report
+from augmix.models import ARCHS
 from augmix.report import names
 
 BENCH = metrics.BENCHMARK_CORRUPTIONS
@@ -246,7 +247,7 @@ def test_perturbation_table_plain_mean_on_cifar(built):
 @pytest.mark.parametrize("kind", ["cifar", "imagenet"])
 def test_mean_flip_probability_averages_the_kinds_test_perturbations(kind):
     """CIFAR-P averages cifar-p-eval.py's ten (spatter, no snow); ImageNet-P its ten test
-    perturbations (snow, no spatter: spatter is a validation one). corruptions.md §8.1."""
+    perturbations (snow, no spatter: spatter is a validation one; docs/reference-facts.md, "Perturbations (-P)")."""
     averaged = metrics.P_PERTURBATIONS_BY_KIND[kind]
     other = {"cifar": "snow", "imagenet": "spatter"}[kind]
     assert len(averaged) == 10 and other not in averaged
@@ -352,7 +353,8 @@ def test_published_csv_parses_and_uses_known_names():
 
 
 def test_published_ablation_rows_are_paper_table4():
-    """paper_numbers.md §2: WRN-40-2, CIFAR-10-C / CIFAR-100-C error, in the paper's row order."""
+    """The paper's Table 4: WRN-40-2, CIFAR-10-C / CIFAR-100-C error, in the paper's row order
+    (docs/reference-facts.md, "Published numbers")."""
     abl = report.load_published()
     abl = abl[abl.table == "ablation"]
     assert set(abl.arch) == {"wrn40_2"}
@@ -375,8 +377,6 @@ def test_published_ablation_rows_are_paper_table4():
 
 
 def test_names_and_order_come_from_the_code_tables():
-    from augmix.models import ARCHS
-
     assert names.arch_names() == tuple(ARCHS)
     assert names.archs(["zz_unknown", *reversed(list(ARCHS))]) == [*ARCHS, "zz_unknown"]
     methods = names.method_names()

@@ -8,6 +8,7 @@ import pytest
 
 from augmix import metrics, report
 from augmix.report import published, reading
+from augmix.report.compare import spread_status
 
 BENCH = metrics.BENCHMARK_CORRUPTIONS
 
@@ -242,8 +243,6 @@ def test_compare_two_folders_cell_by_cell(tmp_path):
 
 
 def test_compare_spread_with_one_seed_on_one_side():
-    from augmix.report.compare import spread_status
-
     threshold, status = spread_status(0.30, math.nan, 1, 0.36, 0.02, 4)
     assert threshold == pytest.approx(2 * 0.02 * math.sqrt(1 + 1 / 4)) and status == "exceeds spread"
     assert spread_status(0.30, math.nan, 1, 0.31, 0.02, 4)[1] == "within spread"

@@ -30,9 +30,9 @@ def test_normal_equals_torch_on_the_cpu(seed):
         assert np.array_equal(R.numpy_normal(keys, "n", shape), R.normal(keys, "n", shape).numpy())
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_twins_need_cpu_keys():
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     with pytest.raises(ValueError, match="CPU"):
         R.numpy_uniform(R.SampleKeys.arange(0, 0, 4, device="cuda"), "z")
 

@@ -18,6 +18,7 @@ from augmix import pipeline, tracking
 
 from conftest import REPO, SMOKE_PARAMS
 from support import services
+from support.workers import concurrent_stage_runs
 
 PROFILE = "workflow/profiles/slurm"
 PAPER = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -276,8 +277,6 @@ def test_pipeline_logs_to_a_postgresql_backed_server(server_pipeline):
 
 def test_concurrent_stage_runs_against_the_server(pg_server, tmp_path):
     """Four processes open stage runs on the server at once (the SLURM situation); none is lost."""
-    from support.workers import concurrent_stage_runs
-
     _, server, _ = pg_server
     found = concurrent_stage_runs(4, uri=server.url, experiment="concurrency-server", workdir=tmp_path)
     assert found["n_runs"] == 4 and found["statuses"] == {"FINISHED"}

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -227,8 +228,6 @@ def test_ui_command_serves_the_store_on_loopback_and_names_the_page(tmp_path, sm
         assert services.listening_addresses(ui.proc.pid) == {"127.0.0.1"}
         assert ui.pages == {"augmix": f"{ui.url}/#/experiments/{run.experiment_id}/runs?workflowType=machine_learning"}
         assert f"sqlite:///{store / 'mlflow.db'}" in ui.log.read_text()
-        import urllib.request
-
         with urllib.request.urlopen(f"{ui.url}/ajax-api/2.0/mlflow/runs/get?run_id={run.run_id}", timeout=30) as r:
             assert json.loads(r.read())["run"]["info"]["run_name"] == "download · digits"
 

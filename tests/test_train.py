@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 
-from augmix import config, data, jobs
+from augmix import bench_train, config, data, jobs
+from augmix.augment import EpochViews, base_transform_batch, make_views
 from augmix.jobs import Job
-from augmix.rng import derive_seed
+from augmix.methods import Batch
+from augmix.models import build_model
+from augmix.rng import SampleKeys, derive_seed
+from augmix.sources import Run, Split, TensorSource
 from augmix.tracking import NullRun
-from augmix.train import cosine_factor, train
-from augmix.training_methods import METHODS, method_hparams
+from augmix.train import CompiledFirstShape, Forward, bf16_autocast, cosine_factor, train, train_epoch
+from augmix.training_methods import METHODS, TrainBatch, method_hparams
 
 from conftest import REPO, SMOKE_PARAMS
 
@@ -70,9 +78,6 @@ def test_derived_seeds_are_stable_and_distinct():
 
 
 def test_epoch_views_equal_per_step_views():
-    from augmix.augment import EpochViews, base_transform_batch, make_views
-    from augmix.rng import SampleKeys
-
     x = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     hp = _hp("augmix")
     method = METHODS["augmix"]
@@ -154,8 +159,6 @@ def test_every_method_trains_through_the_loop(tmp_path, digits, method):
 
 
 def _synthetic_source(method, n=40, device="cpu", **override):
-    from augmix.sources import Run, Split, TensorSource
-
     hp = _hp(method, **override)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
@@ -181,11 +184,6 @@ def test_only_the_network_runs_under_autocast(method):
     inputs with bf16 autocast on as off (AutoAugment's affine grids ran in bf16 before, shifting
     pixels; AugMix views made in the step, as on ImageNet, too), the network sees autocast, and the
     logits come back in float32."""
-    from augmix.models import build_model
-    from augmix.rng import SampleKeys
-    from augmix.train import Forward
-    from augmix.training_methods import TrainBatch
-
     hp = _hp(method)
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     batch = TrainBatch(x=x.float() / 255, y=torch.arange(16) % 10, num_classes=10, x_uint8=x,
@@ -205,10 +203,6 @@ def test_only_the_network_runs_under_autocast(method):
 def test_forward_reads_model_attributes_through_wrappers():
     """Cutout fills with the model's normalisation mean even when the network is wrapped (compiled,
     DDP), which has no `normalize` of its own: the fill was black before."""
-    from augmix.methods import Batch
-    from augmix.models import build_model
-    from augmix.train import Forward
-
     net = build_model("wrn16_1", 10)
     rec = _Recorder(net)
     wrapped = Forward(net, lambda x: rec(x))  # a wrapper without attributes, as CompiledFirstShape
@@ -219,9 +213,6 @@ def test_forward_reads_model_attributes_through_wrappers():
 
 def test_source_batches_are_the_epoch_views_of_each_index_batch():
     """One host-to-device copy per epoch gives the same batches as indexing step by step."""
-    from augmix.augment import EpochViews
-    from augmix.rng import SampleKeys
-
     source, hp = _synthetic_source("augmix")
     index_batches = list(torch.randperm(40, generator=torch.Generator().manual_seed(3)).split(16))
     batches = list(source.batches(5, index_batches))
@@ -235,8 +226,6 @@ def test_source_batches_are_the_epoch_views_of_each_index_batch():
 
 
 def test_bench_train_quick_reports_consistent_figures():
-    from augmix import bench_train
-
     r = bench_train.run(quick=True, device="cpu", full_epoch=True)
     assert r["arch"] == "wrn16_1" and r["device"] == "cpu" and r["timed_steps"] == 3
     steps_per_epoch = math.ceil(r["epoch_samples"] / r["batch_size"])
@@ -252,9 +241,6 @@ def test_bench_train_quick_reports_consistent_figures():
 def test_cuda_training_steps_never_wait_for_the_device():
     """The step loop reads nothing back to the host: with the sync debug mode set to error, a few
     AugMix+JSD steps (views made up front, as in training) run through."""
-    from augmix.models import build_model
-    from augmix.train import Forward, bf16_autocast, train_epoch
-
     source, hp = _synthetic_source("augmix", n=96, device="cuda")
     model = build_model("wrn16_1", 10).cuda().to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True)
@@ -277,8 +263,6 @@ def test_compiled_first_shape_runs_other_shapes_eagerly():
     (no second compilation), and both give the model's own outputs."""
     from torch._dynamo.utils import counters
 
-    from augmix.train import CompiledFirstShape
-
     torch._dynamo.reset()
     counters.clear()
     model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU())
@@ -292,11 +276,6 @@ def test_compiled_first_shape_runs_other_shapes_eagerly():
 
 def test_gpu_timing_script_trains_for_real_and_reports_the_wall_time(tmp_path):
     """workflow/scripts/gpu_measure.sh train100 (the #5 figure) at a CPU-sized scale."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
     proc = subprocess.run(["bash", str(REPO / "workflow/scripts/gpu_measure.sh"), "train100", "--epochs", "2",
                            "--arch", "wrn16_1", "--n-train", "96", "--n-test", "32", "--no-compile"],
@@ -316,9 +295,6 @@ def test_every_method_trains_with_cuda_graphs(method):
     """`train.compile` with compile_mode reduce-overhead (CUDA graphs) under bf16 autocast, as the
     paper config would run it: full batches through the captured graph, the short one eagerly.
     PGD calls the model several times per step, which CUDA-graph trees must allow."""
-    from augmix.models import build_model
-    from augmix.train import CompiledFirstShape, Forward, bf16_autocast, train_epoch
-
     source, hp = _synthetic_source(method, n=80, device="cuda", **({"steps": 2} if method == "pgd" else {}))
     model = build_model("wrn16_1", 10).cuda().to(memory_format=torch.channels_last).train()
     before = [p.detach().clone() for p in model.parameters()]

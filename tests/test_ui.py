@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageStat
 
 from augmix import pipeline, tracking
 
@@ -47,8 +48,6 @@ def store(tmp_path_factory):
 
 def assert_png(path: Path, min_size: tuple[int, int] = (800, 600)) -> None:
     """A real screenshot: a PNG of at least this size that is not one flat colour."""
-    from PIL import Image, ImageStat
-
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(path) as img:
         assert img.size[0] >= min_size[0] and img.size[1] >= min_size[1], img.size

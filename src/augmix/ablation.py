@@ -3,7 +3,7 @@ AutoAugment*, batched per sample and keyed (`augmix.rng`).
 
 What is known and what is assumed. The paper's text defining the asterisk could not be read by us.
 Known: Table 4's rows are Standard, AutoAugment*, Random AutoAugment*, Random AutoAugment* + JSD
-loss, AugmentAndMix (no JSD), AugMix; the paper (§3) builds AugMix's op list from AutoAugment's
+loss, AugmentAndMix (no JSD), AugMix; the paper (its Section 3) builds AugMix's op list from AutoAugment's
 operations without those that overlap the test corruptions, and google-research/augmix
 `augmentations.py` marks color, contrast, brightness and sharpness as "operation that overlaps with
 ImageNet-C's test set" and leaves them out of the paper's list.

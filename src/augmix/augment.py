@@ -1,9 +1,9 @@
-"""AugMix mixing (REF `cifar.py` `aug` / `AugMixDataset`; spec `augmix.md` §7), two ways.
+"""AugMix mixing (REF `cifar.py` `aug` / `AugMixDataset`; docs/reference-facts.md, "AugMix mixing"), two ways.
 
 * `augment_and_mix_pil`: one PIL image at a time with the reference ops; the faithful option.
 * `augmix_batch` / `make_views`: a whole uint8 batch on any device. Every sample draws its own
   Dirichlet weights, Beta skip weight, chain depths, ops, levels and signs; the loops run over
-  chain steps and op groups, never over images (recipes 1, 3, 5 and 6 of `performance.md` §4):
+  chain steps and op groups, never over images (docs/reference-facts.md, "Benchmarks"):
   all (view, chain) images of the batch are stacked; at each step they are grouped by the op
   they drew, each op's tensor twin processes its group in one call with per-image
   parameters, and finished chains are skipped. On the CPU the batch runs in cache-sized
@@ -13,15 +13,13 @@ Randomness comes from `SampleKeys` (seed, epoch, index), see `rng.py`, so a samp
 not depend on its batch or on the data-loader worker that built it.
 
 Outputs are float32 in [0, 1]: the reference mixes after Normalize, which is the same thing
-because Normalize is affine per channel and the weights are convex (§7.1); our models normalise
+because Normalize is affine per channel and the weights are convex; our models normalise
 inside. As in REF, the original gets (1 - m) and the chains m; nothing is re-quantised.
 
 `affine_fill` (every entry point; default 0) is the PIL `fillcolor` int that shear_x, shear_y,
-translate_x and translate_y paint the area they uncover with. 0 is the committed reference
-(`cifar.py`, `imagenet.py`): black. 128 is the code that trained the released ImageNet ResNet-50
-(REF-#3, augmix.md §6, §7.2, §9.3), whose `fillcolor=128` Pillow paints as (128, 0, 0) on RGB
-images (ops.fill_colour). Rotate always fills 0 (its fill in REF-#3 is unknown). The fill changes
-no random draw.
+translate_x and translate_y paint the area they uncover with: 0 (black) as committed, 128 for the
+released ImageNet weights (docs/reference-facts.md, "AugMix fill"; ops.fill_colour). Rotate always
+fills 0. The fill changes no random draw.
 """
 
 from __future__ import annotations
@@ -116,12 +114,11 @@ def augment_and_mix_pil(
 ) -> torch.Tensor:
     """REF `aug` on one PIL image, returning float32 (3, H, W) in [0, 1].
 
-    Draw order as REF (§7.4): Dirichlet, Beta, then per chain the depth and per step the op
-    (each op draws its own level and sign). `ops` overrides the op table (tests use it).
-    `affine_fill`: PIL fillcolor int 0..255 of the area shear_x/shear_y/translate_x/translate_y
-    uncover; 0 (default) is REF as committed, 128 the released ImageNet weights (REF-#3,
-    augmix.md §6; ops.fill_colour). Rotate fills 0 either way. With a nonzero fill, the table's ops of those
-    four names are called with the keyword `fill`.
+    Draw order as REF: Dirichlet, Beta, then per chain the depth and per step the op (each op
+    draws its own level and sign). `ops` overrides the op table (tests use it). `affine_fill`: PIL
+    fillcolor int 0..255 of the area shear_x/shear_y/translate_x/translate_y uncover (module
+    docstring); rotate fills 0 either way. With a nonzero fill, the table's ops of those four
+    names are called with the keyword `fill`.
     """
     _check_params(severity, width, depth, alpha)
     fill = check_fill(affine_fill)
@@ -399,8 +396,8 @@ def augmix_batch(
     """Per-sample AugMix of a batch: uint8 or [0, 1] float (B, 3, H, W) on any device ->
     float32 (B, 3, H, W) in [0, 1]. `view` selects an independent draw for the same keys.
     `ops` overrides the op names (keys of ops.TENSOR_OPS, e.g. ("identity",) in tests).
-    `affine_fill`: PIL fillcolor int 0..255 of the area shear_x/y and translate_x/y uncover (0:
-    REF as committed; 128: the released ImageNet weights, REF-#3); rotate fills 0."""
+    `affine_fill`: PIL fillcolor int 0..255 of the area shear_x/y and translate_x/y uncover
+    (module docstring); rotate fills 0."""
     return _augmix_views(
         x, keys, (view,), severity=severity, width=width, depth=depth, alpha=alpha,
         all_ops=all_ops, ops=ops, affine_fill=affine_fill,
@@ -446,9 +443,8 @@ def make_views(
     out: an existing float32 (V, B, 3, H, W) tensor (V = 3 or 1), e.g. a slice of an epoch's
     views, filled in place and returned as given: no fresh buffer, no copy.
     affine_fill: PIL fillcolor int 0..255 that shear_x, shear_y, translate_x and translate_y paint
-    the area they uncover with (module docstring). 0 (default): `cifar.py` / `imagenet.py` as committed. 128: the code
-    that trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6, §9.3; config
-    `imagenet.augmix_fill`). Rotate fills 0 either way; no random draw changes.
+    the area they uncover with (module docstring; params `methods.augmix.fill`). Rotate fills 0
+    either way; no random draw changes.
     """
     x = _as_uint8(x)
     if backend not in ("tensor", "pil"):

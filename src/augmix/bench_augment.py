@@ -1,6 +1,6 @@
 """Benchmark: AugMix JSD tuples (clean + 2 views) per second, PIL path versus batched path.
 
-Protocol (after `performance.md` §1): width 3, depth -1, severity 3, alpha 1, 9 ops; inputs
+Protocol (docs/reference-facts.md, "Benchmarks"): width 3, depth -1, severity 3, alpha 1, 9 ops; inputs
 are already flipped and cropped uint8 images; one warm-up call, then `repeats` timed passes,
 interleaving the paths so that load from other processes hits them alike; the median pass
 and the best pass are reported. The PIL path and the batched CPU path run on one thread
@@ -19,7 +19,7 @@ from augmix.rng import SampleKeys
 
 
 def _images(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    """Smooth synthetic uint8 images (content barely matters for speed, performance.md §1)."""
+    """Smooth synthetic uint8 images (content barely matters for speed: docs/reference-facts.md, "Benchmarks")."""
     g = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     f = g.uniform(0.5, 4.0, (n, 3, 1, 1))

@@ -9,15 +9,14 @@ from typing import Any
 import torch
 
 from augmix.bench_train import format_table  # the same key/value table
+from augmix.models import build_model
+from augmix.predict import predict_logits
 
 __all__ = ["format_table", "run"]
 
 
 def run(*, arch: str = "wrn40_2", batch_size: int = 1000, batches: int = 10, device: str | None = None,
         bf16: bool = True, quick: bool = False, test_images: int = 10_000) -> dict[str, Any]:
-    from augmix.models import build_model
-    from augmix.predict import predict_logits
-
     if quick:
         arch, batch_size, batches = ("wrn16_1" if arch == "wrn40_2" else arch), 100, 2
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -21,6 +21,13 @@ from typing import Any
 
 import torch
 
+from augmix import config
+from augmix.device import pick_device
+from augmix.models import build_model
+from augmix.sources import Run, Split, TensorSource
+from augmix.train import CompiledFirstShape, Forward, bf16_autocast, train_epoch
+from augmix.training_methods import METHODS, method_hparams
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -45,13 +52,6 @@ def run(*, arch: str = "wrn40_2", method: str = "augmix", batch_size: int = 128,
         warmup: int = 5, device: str | None = None, compile: bool = False, quick: bool = False,
         full_epoch: bool | None = None, epoch_samples: int = 50_000, test_samples: int = 10_000,
         epochs: int = 100, params_file: str = "params.yaml") -> dict[str, Any]:
-    from augmix import config
-    from augmix.device import pick_device
-    from augmix.models import build_model
-    from augmix.sources import Run, Split, TensorSource
-    from augmix.train import CompiledFirstShape, Forward, bf16_autocast, train_epoch
-    from augmix.training_methods import METHODS, method_hparams
-
     if quick:
         arch, steps, warmup, batch_size = ("wrn16_1" if arch == "wrn40_2" else arch), 3, 1, 32
         epoch_samples, test_samples = 256, 64

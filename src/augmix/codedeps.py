@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]
-CLI_STAGES = ("download", "corrupt", "train", "evaluate", "report", "check")
 
 
 def module_file(name: str) -> Path | None:

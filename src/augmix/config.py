@@ -110,7 +110,6 @@ class OwnSource(Section):
 
 DatasetSource = Annotated[CifarSource | DigitsSource | ImageNetSource | OwnSource, Field(discriminator="source")]
 FOLDER_SOURCES = ("imagenet",)  # streamed from an image folder: jobs come from the imagenet section
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10, "imagenet": 1000}  # by source (own data: its folders)
 
 
 # ---- recipes -----------------------------------------------------------------------------------

@@ -173,8 +173,8 @@ def evaluate_folder_model(
     p_dir: Path | None = None,
     device: torch.device,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
-    """ImageNet: clean error on val (Resize + CenterCrop), ImageNet-C on its JPEGs (CenterCrop only,
-    corruptions.md §7), both streamed, and ImageNet-P videos (one video per forward batch); the same
+    """ImageNet: clean error on val (Resize + CenterCrop), ImageNet-C on its JPEGs (CenterCrop only:
+    docs/reference-facts.md, "Metrics"), both streamed, and ImageNet-P videos (one video per forward batch); the same
     tidy rows as `evaluate_model`. Flip rates stay unnormalised: the AlexNet ImageNet-P baselines are
     not recorded (metrics.py)."""
     p = params.imagenet

@@ -63,12 +63,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_npy(path: str | Path, array: np.ndarray) -> Path:
-    with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, array)
-    return Path(path)
-
-
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` atomically and durably (fsync'ed before the rename, as AtomicFile)."""
     with AtomicFile(path, algorithm=None) as f:

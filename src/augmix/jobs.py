@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from augmix import config
 from augmix.config import FOLDER_SOURCES, Params
 
@@ -206,8 +208,6 @@ class MappingView(View):
 
 
 def _wrap(value: Any, key: str, reads: Reads) -> Any:
-    from pydantic import BaseModel
-
     if isinstance(value, BaseModel):
         return View(value, key, reads)
     if isinstance(value, Mapping) and value and all(isinstance(v, BaseModel) for v in value.values()):

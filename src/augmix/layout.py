@@ -11,7 +11,6 @@ from pathlib import Path
 
 REPORT = Path("report")
 RESULTS = Path("results")
-CHECKS = Path(".augmix")  # the check stage's stamp: unchanged for any valid params
 
 
 def raw(root: str, dataset: str) -> Path:
@@ -32,7 +31,3 @@ def external(name: str) -> Path:
 
 def checkpoint(dataset: str, arch: str, method: str, seed: int) -> Path:
     return Path("checkpoints") / dataset / arch / method / f"seed{seed}" / "last.pt"
-
-
-def check_stamp() -> Path:
-    return CHECKS / "params-ok"

@@ -1,6 +1,6 @@
 """The AugMix training loss: clean cross-entropy plus the Jensen-Shannon consistency term.
 
-Reference: google-research/augmix `cifar.py` `train` (spec `augmix.md` §8). The caller runs ONE
+Reference: google-research/augmix `cifar.py` `train` (docs/reference-facts.md, "JSD loss"). The caller runs ONE
 forward pass over the concatenated [clean; aug1; aug2] batch and hands the logits over here.
 """
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms import v2
 
 
 @dataclass
@@ -193,8 +194,6 @@ def fmix_batch(x: torch.Tensor, y: torch.Tensor, alpha: float, decay_power: floa
 
 
 def _autoaugment_policies() -> dict[str, Any]:
-    from torchvision.transforms import v2
-
     return {
         "cifar10": v2.AutoAugmentPolicy.CIFAR10,
         "imagenet": v2.AutoAugmentPolicy.IMAGENET,
@@ -203,8 +202,6 @@ def _autoaugment_policies() -> dict[str, Any]:
 
 
 def _autoaugment_transform(policy: str):
-    from torchvision.transforms import v2
-
     policies = _autoaugment_policies()
     if policy not in policies:
         raise KeyError(f"unknown AutoAugment policy {policy!r}; valid: {', '.join(sorted(policies))}")

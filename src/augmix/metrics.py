@@ -1,6 +1,6 @@
 """Robustness and calibration metrics as small pure NumPy functions.
 
-Definitions follow ``/work/shared/spec/metrics.md``; the references are
+Definitions and test vectors: docs/reference-facts.md, "Metrics". The references are
 
 * google-research/augmix at 9b9824c: ``cifar.py`` ``test_c`` (CIFAR mean corruption error) and
   ``imagenet.py`` ``compute_mce`` (AlexNet-normalised mCE);
@@ -25,7 +25,7 @@ import numpy as np
 # Name lists
 # --------------------------------------------------------------------------------------------
 
-# The 15 benchmark corruptions in benchmark order (Hendrycks & Dietterich 2019; metrics.md §0).
+# The 15 benchmark corruptions in benchmark order (Hendrycks & Dietterich 2019).
 # fmt: off
 BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -38,12 +38,12 @@ EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter
 ALL_CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
 
 # The 10 perturbations of hendrycks/robustness ``ImageNet-P/cifar-p-eval.py`` (CIFAR-10-P/100-P,
-# difficulty 1; metrics.md §3.1, corruptions.md §8.1): spatter stands in for snow.
+# difficulty 1; docs/reference-facts.md, "Perturbations (-P)"): spatter stands in for snow.
 CIFAR_P_PERTURBATIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter",
     "brightness", "translate", "rotate", "tilt", "scale",
 )
-# ImageNet-P's 10 test perturbations (ROB make_imagenet_p.py, "Test Data"; corruptions.md §8.1):
+# ImageNet-P's 10 test perturbations (hendrycks/robustness make_imagenet_p.py, "Test Data"):
 # snow is a test perturbation there and spatter a validation one. mFR and mT5D average over these.
 IMAGENET_P_PERTURBATIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "snow",
@@ -62,7 +62,7 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 # --------------------------------------------------------------------------------------------
 # AlexNet baseline (ImageNet-C), keyed by corruption NAME, never by position: a fork of the AugMix
 # code reordered its corruption list but not its position-aligned ALEXNET_ERR and silently broke
-# its mCE (metrics.md §2.2). Per-severity top-1 errors, severities 1..5, from the
+# its mCE. Per-severity top-1 errors, severities 1..5, from the
 # hendrycks/robustness README at 76d9393 (the averages also appear as ALEXNET_ERR in
 # google-research/augmix imagenet.py). Model: torchvision's pretrained AlexNet.
 # --------------------------------------------------------------------------------------------
@@ -93,8 +93,9 @@ ALEXNET_ERR: dict[str, tuple[float, float, float, float, float]] = {
 ALEXNET_CLEAN_ERROR: float = 0.43478
 
 # AlexNet ImageNet-P flip probabilities and top-5 distances are in no code (hendrycks/robustness
-# issue #49 points to a spreadsheet; paper_numbers.md §7, status U). Left empty on purpose: mFR and
-# mT5D on ImageNet-P raise until the values are recorded here with their provenance.
+# issue #49 points to a spreadsheet; status U in docs/reference-facts.md, "Published numbers").
+# Left empty on purpose: mFR and mT5D on ImageNet-P raise until the values are recorded here with
+# their provenance.
 ALEXNET_FLIP_PROB: dict[str, float] = {}
 ALEXNET_TOP5_DIST: dict[str, float] = {}
 
@@ -133,7 +134,7 @@ def _severity_errors(values, name: str) -> np.ndarray:
 
 
 def error(pred, labels) -> float:
-    """Top-1 error as a fraction: mean of ``pred != labels`` (metrics.md §0, E^f_clean).
+    """Top-1 error as a fraction: mean of ``pred != labels``.
 
     ``pred`` holds predicted class indices (not logits), ``labels`` the true ones; both 1-D.
     """
@@ -160,7 +161,7 @@ def rms_calibration_error(
     """RMS calibration error with adaptive bins of ``bin_size`` examples sorted by confidence.
 
     Source: ``calib_err(confidence, correct, p='2', beta=100)`` in hendrycks/outlier-exposure
-    ``utils/calibration_tools.py`` (metrics.md §4.1). ``confidence`` is the max softmax probability,
+    ``utils/calibration_tools.py``. ``confidence`` is the max softmax probability,
     ``correct`` is 1 where the top-1 prediction is right. Returns a fraction (the AugMix scripts
     print 100 x this).
 
@@ -196,7 +197,7 @@ def rms_calibration_error(
 def brier_score(probs, labels) -> float:
     """Multi-class Brier score (1/N) sum_n sum_k (p_nk - 1[y_n = k])^2, in [0, 2].
 
-    No reference calibration file implements it; metrics.md §4.3 fixes this (undivided by K) form.
+    No reference calibration file implements it; we fix this (undivided by K) form.
     ``probs`` is (N, K) softmax output, ``labels`` (N,) integer classes.
     """
     probs = np.asarray(probs, dtype=np.float64)
@@ -231,7 +232,7 @@ def mean_corruption_error(
     severities) or its per-severity errors; each corruption is first averaged over its severities,
     then the ``corruptions`` (default: the 15 benchmark ones) are averaged with equal weight.
     Source: google-research/augmix ``cifar.py`` ``test_c`` (100 - 100 x mean accuracy);
-    hendrycks/robustness issue #28 ("For CIFAR-10/100 we don't normalize"); metrics.md §1.
+    hendrycks/robustness issue #28 ("For CIFAR-10/100 we don't normalize").
     """
     if len(corruptions) == 0:
         raise ValueError("corruptions is empty")
@@ -249,7 +250,7 @@ def corruption_error(
 
     ``errors_by_severity`` holds the model's errors at severities 1..5 of ``corruption``; the
     baseline is looked up by name. Source: Hendrycks & Dietterich 2019; AugMix ``imagenet.py``
-    ``compute_mce`` (equivalent, with 5-severity averages); metrics.md §2.1.
+    ``compute_mce`` (equivalent, with 5-severity averages).
     """
     ours = _severity_errors(errors_by_severity, corruption)
     base = np.asarray(_lookup(baseline, corruption, "AlexNet errors"), dtype=np.float64)
@@ -267,7 +268,7 @@ def mce(
     """Mean corruption error (ImageNet-C): mean of ``corruption_error`` over ``corruptions``.
 
     ``errors`` maps corruption name -> per-severity errors (1..5). Returned as a ratio
-    (paper's mCE / 100). metrics.md §2.1; test vectors in §2.4.
+    (paper's mCE / 100). Test vectors: docs/reference-facts.md, "Metrics".
     """
     if len(corruptions) == 0:
         raise ValueError("corruptions is empty")
@@ -292,7 +293,7 @@ def relative_corruption_error(
     """Relative CE_c = sum_s (E_{s,c} - E_clean) / sum_s (E^AlexNet_{s,c} - E^AlexNet_clean).
 
     The clean error is subtracted once per severity, inside the sum (Hendrycks & Dietterich 2019;
-    metrics.md §2.1; in no reference script).
+    in no reference script).
     """
     ours = _severity_errors(errors_by_severity, corruption)
     base = np.asarray(_lookup(baseline, corruption, "AlexNet errors"), dtype=np.float64)
@@ -339,7 +340,7 @@ def is_noise_perturbation(name: str) -> bool:
 
 
 def _frame_pairs(x: np.ndarray, *, noise: bool, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """(reference frames, current frames) along axis 1 for every comparison of metrics.md §3.1.
+    """(reference frames, current frames) along axis 1 for every comparison of a flip probability.
 
     Noise: frame 0 against every later frame, always at step 1 (difficulties 2 and 3 of a noise
     perturbation are separate datasets). Other perturbations at difficulty d = ``step``: frame t
@@ -363,7 +364,7 @@ def flip_probability(preds, *, noise: bool, step: int = 1) -> float:
 
     ``preds`` is (n_sequences, T) top-1 predictions. ``noise=True`` compares each frame with
     frame 0; otherwise consecutive frames (``step`` = difficulty d, 1 for CIFAR-P and AugMix).
-    Source: ``flip_prob`` in hendrycks/robustness ``ImageNet-P/test.py``; metrics.md §3.1.
+    Source: ``flip_prob`` in hendrycks/robustness ``ImageNet-P/test.py``.
     Every sequence has the same number of comparisons, so the mean of per-sequence means is the
     mean over all comparisons.
     """
@@ -391,7 +392,7 @@ def top5_distance_from_sigma(sigma) -> np.ndarray:
     """T5D = sum_{k=1..5} |k - min(sigma_k, 6)| for sigma (..., >=5) of 1-based current ranks.
 
     sigma_k is the current rank of the class ranked k in the reference frame. Equals the paper's
-    double sum and the reference's cumulative-vector form (metrics.md §3.2).
+    double sum and the reference's cumulative-vector form.
     """
     sigma = np.asarray(sigma)
     if sigma.shape[-1] < 5:
@@ -404,7 +405,7 @@ def top5_distance(logits, *, noise: bool, step: int = 1) -> float:
     """Top-5 distance T5D averaged over comparisons and sequences like ``flip_probability``.
 
     ``logits`` is (n_sequences, T, K) with K >= 5. Source: ``ranking_dist(mode='top5')`` in
-    hendrycks/robustness ``ImageNet-P/test.py``; metrics.md §3.2.
+    hendrycks/robustness ``ImageNet-P/test.py``.
     """
     logits = np.asarray(logits)
     if logits.ndim != 3 or logits.shape[-1] < 5:
@@ -434,7 +435,7 @@ def _mean_over_perturbations(
                 _lookup(
                     baseline,
                     p,
-                    f"AlexNet {what} (paper_numbers.md §7: status U, "
+                    f"AlexNet {what} (not recorded: in no code, "
                     "hendrycks/robustness issue #49)",
                 )
             )
@@ -454,7 +455,7 @@ def mean_flip_rate(
 
     ``baseline=None``: the unnormalised mean flip probability that CIFAR-10-P / CIFAR-100-P report
     (``cifar-p-eval.py``). With a baseline (AlexNet FP per perturbation, ImageNet-P): mean of
-    FP_p / FP^AlexNet_p, a ratio. metrics.md §3.1.
+    FP_p / FP^AlexNet_p, a ratio.
     """
     return _mean_over_perturbations(flip_probs, perturbations, baseline, "flip probability")
 

@@ -1,9 +1,9 @@
 """The AugMix operations: PIL versions as the reference defines them, and batched tensor twins.
 
-Reference: google-research/augmix `augmentations.py` (spec: `augmix.md` §2-§6). Each PIL op takes
-(image, severity, rng, image_size), draws its own level l ~ U(0.1, severity) from the passed
-NumPy generator, scales it, flips the sign with probability 0.5 where the reference does, and
-calls Pillow with the reference's settings. The image size is an argument (the reference reads a
+Reference: google-research/augmix `augmentations.py` (docs/reference-facts.md, "AugMix operations").
+Each PIL op takes (image, severity, rng, image_size), draws its own level l ~ U(0.1, severity) from
+the passed NumPy generator, scales it, flips the sign with probability 0.5 where the reference does,
+and calls Pillow with the reference's settings. The image size is an argument (the reference reads a
 mutable module global, `IMAGE_SIZE`).
 
 The tensor twins act on a uint8 batch (n, 3, H, W) with one parameter per image, vectorised:
@@ -12,14 +12,11 @@ exact shifts, and rotate and the shears repeat Pillow's float64 bilinear arithme
 operation (see "warps" below), so they equal Pillow bit for bit on every device (tests/test_ops.py
 checks every angle and the shears over the whole level range).
 
-Fill: the area a geometric op uncovers is black (0), as in the committed reference. The code that
-trained the released ImageNet ResNet-50 (REF-#3, augmix.md §6 and §9.3) passes `fillcolor=128` to
-shear_x, shear_y, translate_x and translate_y; the ops in AFFINE_FILL_OPS therefore take that int
-as `fill`, default 0. Quirk: Pillow reads an int colour on an RGB image as a packed value, red in
-the low byte, so REF-#3's 128 fills dark red (128, 0, 0), not the mid-grey augmix.md §6 describes
-(`fill_colour`). Rotate's fill in REF-#3 is unknown, so rotate always fills 0. Pillow gives an
-output pixel whose source point falls outside the image the fill colour whole (no bilinear blend
-with the fill at the border), and the tensor twins do the same.
+Fill: the area a geometric op uncovers is black (0), as in the committed reference. The ops in
+AFFINE_FILL_OPS take a `fill` int (default 0) for the released ImageNet weights' `fillcolor=128`,
+which Pillow paints dark red, (128, 0, 0) (quirk: docs/reference-facts.md, "AugMix fill";
+`fill_colour`); rotate always fills 0. An output pixel whose source point falls outside the image
+gets the fill colour whole, in Pillow and in the tensor twins alike.
 
 CPU speed notes (measured with one thread; the reasons for the less obvious choices below):
 uint8 and int16 elementwise ops are the cheapest, float comparisons and casts from float
@@ -120,9 +117,7 @@ PARAMS: dict[str, OpParam] = {
     "identity": OpParam(None, False),  # control op for tests; in neither OPS nor OPS_ALL
 }
 
-GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
-# The ops that take a fill for the area they uncover (REF-#3 passes 128 to exactly these four;
-# rotate keeps 0, augmix.md §6).
+# The ops that take a fill for the area they uncover (docs/reference-facts.md, "AugMix fill").
 AFFINE_FILL_OPS = ("shear_x", "shear_y", "translate_x", "translate_y")
 
 
@@ -134,9 +129,8 @@ def check_fill(fill) -> int:
 
 
 def fill_colour(fill: int, channels: int = 3) -> tuple[int, ...]:
-    """The colour Pillow paints for `fillcolor=fill` (an int, as REF-#3 passes it): on an RGB
-    image a packed value with red in the low byte, so 0..255 gives (fill, 0, 0); a one-band image
-    takes the int as its level."""
+    """The colour Pillow paints for `fillcolor=fill` (an int): on an RGB image a packed value with
+    red in the low byte, so 0..255 gives (fill, 0, 0); a one-band image takes the int as its level."""
     return (fill,) if channels == 1 else tuple((fill >> (8 * k)) & 255 for k in range(channels))
 
 
@@ -161,7 +155,7 @@ def check_image(img: Image.Image, image_size: int) -> None:
 
 def _affine(img: Image.Image, data, image_size: int, fill: int = 0) -> Image.Image:
     # PIL maps each output pixel to input (a x + b y + c, d x + e y + f), top-left origin,
-    # bilinear, fill 0 (augmix.md §3); REF-#3 passes the int fillcolor=128 (§6; see fill_colour).
+    # bilinear; `fill` is the fillcolor int (docs/reference-facts.md, "AugMix fill").
     kw = {"fillcolor": fill} if fill else {}  # fill 0: the reference call, unchanged
     return img.transform(
         (image_size, image_size), Image.Transform.AFFINE, data, resample=Image.Resampling.BILINEAR,
@@ -170,7 +164,7 @@ def _affine(img: Image.Image, data, image_size: int, fill: int = 0) -> Image.Ima
 
 
 def _signed_value(name: str, severity: float, rng: np.random.Generator, image_size: int):
-    """Draw level, scale, then one more uniform for the sign: REF's draw order (§7.4)."""
+    """Draw level, scale, then one more uniform for the sign: REF's draw order."""
     value = PARAMS[name].scale(sample_level(severity, rng), image_size)
     if PARAMS[name].signed and rng.uniform() > 0.5:
         value = -value
@@ -208,13 +202,13 @@ def _make_pil_op(name: str):
             value = _signed_value(name, severity, rng, image_size)
             return PIL_APPLY[name](img, value, image_size, check_fill(fill))
 
-        doc = " `fill`: PIL fillcolor int of the uncovered area (0: REF; 128: REF-#3, augmix.md §6)."
+        doc = " `fill`: PIL fillcolor int of the uncovered area (0: REF as committed)."
     else:
 
         def op(img: Image.Image, severity: float, rng: np.random.Generator, image_size: int):
             check_image(img, image_size)
             if PARAMS[name].scale is None:
-                return PIL_APPLY[name](img, None, image_size)  # draws no random numbers (§2)
+                return PIL_APPLY[name](img, None, image_size)  # draws no random numbers, as in REF
             return PIL_APPLY[name](img, _signed_value(name, severity, rng, image_size), image_size)
 
         doc = ""
@@ -229,7 +223,7 @@ _PAPER_OPS = (
     "shear_x", "shear_y", "translate_x", "translate_y",
 )  # fmt: skip
 # The four extra ops carry REF's comment "operation that overlaps with ImageNet-C's test set";
-# the paper withholds them (augmix.md §4), so they are only in OPS_ALL (`--all-ops`).
+# the paper withholds them, so they are only in OPS_ALL (`--all-ops`).
 _EXTRA_OPS = ("color", "contrast", "brightness", "sharpness")
 
 OPS: dict[str, Callable] = {name: _make_pil_op(name) for name in _PAPER_OPS}
@@ -245,11 +239,6 @@ def op_names(all_ops: bool) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- tensor path
 # Shapes: x is uint8 (n, 3, H, W); a parameter tensor v is (n,) float64 (integer-valued where the
 # reference uses an int). Every function returns a new uint8 (n, 3, H, W) tensor.
-
-
-def _check_batch(x: torch.Tensor) -> None:
-    if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"tensor ops expect uint8 (n, 3, H, W), got {x.dtype} {tuple(x.shape)}")
 
 
 def _per(v: torch.Tensor) -> torch.Tensor:
@@ -619,7 +608,7 @@ def _shear_plan(v: torch.Tensor, h: int, w: int, along_x: bool):
 
 def t_shear(x: torch.Tensor, v: torch.Tensor, axis: str, fill: int = 0) -> torch.Tensor:
     """PIL shear_x (axis "x", data (1, v, 0, 0, 1, 0)) or shear_y (axis "y") per image, bit for
-    bit; the uncovered area gets the colour of `fill` (0: REF; 128: REF-#3; fill_colour).
+    bit; the uncovered area gets the colour of `fill` (fill_colour).
 
     A shear moves whole rows (columns) while the other coordinate stays on a pixel centre, where
     Pillow's weight is exactly 0: every output is one lerp between two neighbours in its row
@@ -639,7 +628,7 @@ def t_translate(
     x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, fill: int = 0
 ) -> torch.Tensor:
     """Integer translation, PIL convention (output (x, y) reads input (x + dx, y + dy), the
-    colour of `fill` outside: 0 in REF, 128 in REF-#3; fill_colour).
+    colour of `fill` outside; fill_colour).
 
     Exact for integer offsets (PIL's bilinear weights are then 0/1). One uint8 gather from the
     image with a fill row and column appended, which the source rows and columns that fall

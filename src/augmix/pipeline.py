@@ -22,9 +22,6 @@ from augmix.errors import PipelineError
 
 PIPELINE_FILES = ["dvc.yaml", "Snakefile", ".dvcignore"]
 PIPELINE_DIRS = ["workflow", "src"]
-DEMO_PARAMS = Path("workflow/params/demo.yaml")
-
-
 
 
 def _tool(name: str) -> str:

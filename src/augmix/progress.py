@@ -7,13 +7,13 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "", every: int = 50) -> Iterator[T]:
     if sys.stderr.isatty():
-        from tqdm import tqdm
-
         yield from tqdm(items, total=total, desc=desc, leave=False, dynamic_ncols=True)
         return
     start = last = time.monotonic()

@@ -2,8 +2,8 @@
 
 Every draw is a pure function of (seed, epoch, sample index, stream name, draw number), so
 an image gets the same augmentation whatever batch it lands in and however many data-loader
-workers there are (house style rule 3; `augmix.md` §9.4 explains why the reference's global
-NumPy generator does not have this property).
+workers there are (docs/reference-facts.md, "Training recipes", explains why the reference's
+global NumPy generator does not have this property).
 
 The generator is SplitMix64's output function used as a hash (Steele, Lea, Flood, "Fast
 splittable pseudorandom number generators", OOPSLA 2014), evaluated with torch int64 ops so it

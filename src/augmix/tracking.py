@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from augmix import jobs
+from augmix.config import flatten
 from augmix.errors import Interrupted
 
 PARENT_ENV = "AUGMIX_PARENT_RUN_ID"
@@ -255,8 +261,6 @@ def _cuda_devices() -> list[int]:
 
 def _cpu_seconds() -> float:
     """CPU seconds of this process and its reaped children (data-loader workers), user and system."""
-    import psutil
-
     t = psutil.Process().cpu_times()
     return t.user + t.system + t.children_user + t.children_system
 
@@ -291,7 +295,6 @@ class Usage:
 def _system_monitor(run_id: str, uri: str) -> Any:
     """MLflow's sampler (CPU, memory, disk, network; NVIDIA GPUs when nvidia-ml-py is installed) as
     `system/*` metrics of the run, or None when it cannot start."""
-    import psutil
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no INFO lines on stderr
@@ -340,9 +343,6 @@ def _signals_held(*, redeliver: bool) -> Iterator[None]:
     """SIGINT and SIGTERM wait while a run's end is recorded: a second Ctrl-C there would leave the run
     RUNNING. One that came is delivered afterwards when `redeliver` (the run was not already ending
     because of one)."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -412,8 +412,6 @@ class Run(NullRun):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -462,8 +460,6 @@ def run_name(job: Any) -> str:
 def stage_run(params: Any, job: Any) -> NullRun:
     """Open the run of one executed job (a child when a pipeline parent run exists): its identity as
     params and tags, the values of the keys it reads as params, and where and how it ran as tags."""
-    from augmix import jobs
-
     if not params.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
         return NullRun()  # one run per job: only rank 0 of a torchrun job logs
     import torch
@@ -487,8 +483,6 @@ def stage_run(params: Any, job: Any) -> NullRun:
     }
     run = Run(experiment=experiment_name(params), name=run_name(job), tags=tags,
               parent=os.environ.get(PARENT_ENV) or None, monitor=job.stage in COMPUTE_STAGES)
-    from augmix.config import flatten
-
     run.log_params({**identity, **flatten(jobs.resolved(job, params))})
     return run
 

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 LOOPBACK = "127.0.0.1"
 BIN = Path(sys.executable).parent
 
@@ -230,8 +232,6 @@ def mlflow_ui(backend_uri: str, workdir: Path, timeout: float = 120) -> Iterator
 
 def listening_addresses(pid: int) -> set[str]:
     """Local addresses of the TCP sockets the process tree of `pid` listens on (via psutil)."""
-    import psutil
-
     root = psutil.Process(pid)
     addrs = set()
     for p in [root, *root.children(recursive=True)]:

@@ -39,6 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import fftpack, ndimage, special
 
+from .draws import NumpyDraws, keys_for
+
 __all__ = ["CBAR_CORRUPTIONS", "CBAR_DRAWS", "LEVELS", "make_draws", "register"]
 
 # The level each severity passes to the transform: imagenet_c_bar/cifar10_c_bar.csv, in its order.
@@ -111,16 +113,11 @@ class GeneratorDraws:
 
 def _source(rng, n: int):
     """The draw source for `rng`: a NumPy Generator, or per-image keys (augmix.rng.SampleKeys)
-    through `corruptions.draws` where that module provides them. Randomness is never global."""
+    through `corruptions.draws`. Randomness is never global."""
     if isinstance(rng, np.random.Generator):
         return GeneratorDraws(rng, n)
     if rng is not None:
-        try:
-            from .draws import NumpyDraws, keys_for
-        except ImportError:  # pragma: no cover - builds without per-image keys
-            pass
-        else:
-            return NumpyDraws(keys_for(rng, n))
+        return NumpyDraws(keys_for(rng, n))
     raise ValueError(f"pass rng (a numpy Generator or per-image keys) or draws, got {rng!r}; "
                      "randomness is never global")
 

@@ -7,7 +7,7 @@ keys with `augmix.rng`'s counter-based generator: an image's draws are a pure fu
 the device, or on which other corruptions are built. `NumpyDraws` makes them with the NumPy twins
 in `augmix.rng` (the CPU path), `TorchDraws` with the torch functions on the keys' device; uniform
 and integer draws are equal bit for bit between the two, normals up to the last bit of log/cos
-(see docs/corruptions.md, "Randomness").
+(see docs/corruptions.md, "Randomness of our builds").
 
 The keys of a build's batch are `corruption_keys(seed, name, severity, index)`: SampleKeys whose seed
 folds (seed or dataset name, corruption name, severity) through `augmix.rng.derive_seed`, with the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import io
 import os
 from pathlib import Path
 
@@ -82,8 +83,6 @@ def _verified_bytes(folder: Path, name: str) -> bytes:
 def _decode_rgb(data: bytes) -> np.ndarray:
     # The reference reads with OpenCV imread (BGR, alpha dropped) and later flips to RGB; reading
     # RGB directly and dropping alpha gives the same pixels.
-    import io
-
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 

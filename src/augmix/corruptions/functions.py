@@ -29,7 +29,9 @@ from __future__ import annotations
 import functools
 import io
 import os
+import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -1108,8 +1110,6 @@ def _jpeg_pil(images: np.ndarray, quality: int) -> np.ndarray:
 def _jpeg_torchvision(images: np.ndarray, quality: int) -> np.ndarray:
     """torchvision's batched libjpeg round trip: same defaults as Pillow (4:2:0, standard tables,
     baseline), byte-identical encodings in our tests, about 3x faster."""
-    import warnings
-
     import torch
 
     with (
@@ -1144,8 +1144,6 @@ def _jpeg_cv2(images: np.ndarray, quality: int, threads: int = 1) -> np.ndarray:
     if len(bounds) == 2:
         code(0, len(images))
         return out
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(len(bounds) - 1) as pool:
         for done in [pool.submit(code, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
             done.result()

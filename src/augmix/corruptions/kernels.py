@@ -13,6 +13,7 @@ import functools
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import gammaln, xlogy
 
 __all__ = [
     "HSV_PICK3",
@@ -59,8 +60,6 @@ def shot_level_tables(c: int) -> tuple[np.ndarray, np.ndarray]:
       min{l : cdf[v, l] > j / M} if no cdf value falls inside the bucket, else -(that level) - 1
       (then the level is found by a binary search of the cdf row).
     """
-    from scipy.special import gammaln, xlogy
-
     k = np.arange(int(c))  # counts below c; k >= c saturates to level 255
     levels = (np.clip(k / c, 0, 1) * 255).astype(np.uint8)  # the reference's finish of counts / c
     lam = (np.arange(256) / 255.0) * c  # the reference's x * c

@@ -17,6 +17,7 @@ codec on every device (nvJPEG is opt-in: it does not subsample chroma as the ref
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import torch
@@ -449,8 +450,6 @@ def jpeg_compression(images, quality, device):
     """JPEG round trip with torchvision's nvJPEG encoder and decoder on a CUDA device, batched.
     Opt-in only (functions.jpeg_compression backend "nvjpeg"): it codes 4:4:4 where the reference's
     Pillow subsamples chroma 4:2:0, and its DCT and upsampling differ from libjpeg."""
-    import warnings
-
     from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
     dev = torch.device(device)

@@ -1,4 +1,4 @@
-"""Architectures of the AugMix grid, keyed by name (augmix.md §10).
+"""Architectures of the AugMix grid, keyed by name (docs/reference-facts.md, "Models").
 
 Every model takes float images in [0, 1] and normalises inside with non-persistent buffers
 (``model.normalize``): mean = std = 0.5 per channel for CIFAR models (REF cifar.py), the ImageNet

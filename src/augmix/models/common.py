@@ -34,7 +34,7 @@ class Normalize(nn.Module):
 
 
 def reference_init(model: nn.Module, *, linear_weight: str = "default") -> None:
-    """Initialise as every REF CIFAR model does (augmix.md §10).
+    """Initialise as every REF CIFAR model does (docs/reference-facts.md, "Models").
 
     Conv weights ~ N(0, 2 / (k_h * k_w * out_channels)) (He, fan-out; conv biases keep PyTorch's
     default), BatchNorm weight 1 and bias 0, Linear bias 0. The Linear weight keeps PyTorch's default

@@ -2,8 +2,8 @@
 
 CIFAR ResNet-18: He et al. 2016 basic blocks [2, 2, 2, 2] (widths 64-512) with the usual CIFAR
 stem (one 3x3 conv, no max pool) and 1x1-conv + BN projection shortcuts, 11,173,962 parameters for
-10 classes. REF has no ResNet-18; we initialise it like the REF CIFAR models (augmix.md §10) so the
-whole CIFAR grid shares one initialisation rule.
+10 classes. REF has no ResNet-18; we initialise it like the REF CIFAR models (common.reference_init)
+so the whole CIFAR grid shares one initialisation rule.
 """
 
 from __future__ import annotations

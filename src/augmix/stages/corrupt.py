@@ -59,7 +59,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _build_device(device) -> str:
     """The corruption builders' device: "cpu" runs the NumPy path (the reference's arithmetic), a GPU
-    the torch path, which writes the same bytes (docs/corruptions.md: exceptions on CUDA)."""
+    the torch path, which writes the same bytes (exceptions on CUDA: docs/corruptions.md, "Randomness of
+    our builds")."""
     return str(device)
 
 

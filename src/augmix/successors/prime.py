@@ -352,15 +352,3 @@ def prime_views(x: torch.Tensor, keys: R.SampleKeys, *, jsd: bool, **params) -> 
     xf = x.float().div_(255.0)
     views = [prime_mix(xf, keys, v, cfg) for v in ((0, 1) if jsd else (0,))]
     return torch.cat(([xf] if jsd else []) + views, 0)
-
-
-def prime_batch(x: torch.Tensor, keys: R.SampleKeys, **params) -> torch.Tensor:
-    """One PRIME view per image: uint8 (B, 3, H, W) -> float32 (B, 3, H, W) in [0, 1]."""
-    return prime_views(x, keys, jsd=False, **params)
-
-
-def config_dict(cfg: PrimeConfig | None = None) -> dict:
-    """The hyperparameters as a plain dict (for params files)."""
-    cfg = cfg or PrimeConfig()
-    return {f: getattr(cfg, f) for f in PrimeConfig.__dataclass_fields__}
-
