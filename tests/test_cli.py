@@ -78,6 +78,7 @@ def test_evaluate_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, cap
     assert "augmix train --dataset digits --arch wrn16_1 --method standard --seed 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh augmix process
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     """Only the project's user errors become one line; anything else is a bug and shows where it is."""
     monkeypatch.chdir(tmp_path)

@@ -109,6 +109,7 @@ def _covered(paths: set[str], by: set[str]) -> set[str]:
 CHECK = "augmix check --stamp .augmix/params-ok"  # DVC's root stage; Snakemake runs it on start (common.smk)
 
 
+@pytest.mark.slow  # dvc and snakemake dry runs, 5-15 s each
 def test_dvc_and_snakemake_plan_the_same_jobs(workdir):
     dvc, smk = dvc_plan(workdir), snakemake_plan(workdir)
     assert CHECK in dvc and CHECK not in smk

@@ -22,6 +22,8 @@ from augmix.models import build_model
 
 from conftest import SMOKE_PARAMS
 
+pytestmark = pytest.mark.slow  # DDP: gloo process groups and torchrun
+
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     state = torch.load(path, weights_only=True)["model"]

@@ -74,6 +74,7 @@ REFUSALS = {"truncated": "truncated", "not_a_checkpoint": "not", "html": "HTML",
             "wrong_classes": "class", "sha256": "SHA-256"}
 
 
+@pytest.mark.slow  # augmix subprocesses build the work folder (about 10 s)
 @pytest.mark.parametrize("kind", sorted(REFUSALS))
 def test_bad_model_files_are_refused_with_one_line(folder, kind, tmp_path, capsys, monkeypatch):
     store = tmp_path / "store"
@@ -91,6 +92,7 @@ def test_bad_model_files_are_refused_with_one_line(folder, kind, tmp_path, capsy
     assert _runs(store) == []  # refused before any tracking run opened
 
 
+@pytest.mark.slow
 def test_a_reference_checkpoint_is_evaluated_by_the_cli(folder, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AUGMIX_PROJECT_ROOT", str(tmp_path))
     monkeypatch.chdir(folder)

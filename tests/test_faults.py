@@ -115,6 +115,7 @@ def state_dicts_identical(a: dict, b: dict) -> list[str]:
     return [k for k in a if a[k].dtype != b[k].dtype or a[k].shape != b[k].shape or not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.slow  # SIGKILL mid-training
 def test_training_killed_at_random_points_resumes_bit_identical(workdir):
     wd, env = workdir
     raw = smoke()
@@ -201,6 +202,7 @@ def kill_mid_build(cmd: list[str], cwd: Path, env: dict, parent: Path, name: str
             proc.wait()
 
 
+@pytest.mark.slow  # SIGKILL mid-build
 def test_corruption_build_killed_midway_is_never_taken_for_complete(workdir):
     wd, env = workdir
     raw = smoke()
@@ -284,6 +286,7 @@ def test_archive_checksum_accepts_intact_and_refuses_truncated_or_tampered(tmp_p
         assert not target.exists() and not list(tmp_path.glob(f".raw-{label}*"))
 
 
+@pytest.mark.slow  # augmix subprocesses
 @pytest.mark.parametrize("kind", ["truncated", "tampered"])
 def test_cli_refuses_a_bad_cifar_archive(workdir, kind):
     wd, env = workdir
@@ -314,6 +317,7 @@ def test_cli_refuses_a_bad_cifar_archive(workdir, kind):
 WRITERS = 6
 
 
+@pytest.mark.slow  # concurrent processes on one store
 def test_concurrent_stage_runs_on_one_sqlite_store_lose_nothing(tmp_path):
     """Six processes open a stage run on a store nobody has created yet (the harshest start) and log
     params, metric series and tags at the same time."""
@@ -412,6 +416,7 @@ def test_bad_params_stop_train_and_repro_before_anything_runs(clean_workdir, cas
     _refused_everywhere(clean_workdir, mutate, needle, ("train", "repro"))
 
 
+@pytest.mark.slow  # runs dvc repro
 @pytest.mark.parametrize("case,mutate,needle", BAD_NAMES, ids=[c[0] for c in BAD_NAMES])
 def test_bad_names_stop_check_and_repro_before_anything_runs(clean_workdir, case, mutate, needle):
     _refused_everywhere(clean_workdir, mutate, needle, ("check", "repro"))
@@ -457,13 +462,17 @@ BAD_ARGS = [
     (["repro", "--runner", "make"], "--runner: invalid choice: 'make'"),
     (["repro", "--jobs", "two"], "--jobs: invalid int value: 'two'"),
     (["download", "--dataset", "mnist"], "--dataset: no dataset 'mnist' in datasets"),
-    (["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"],
-     "--arch: unknown architecture 'vgg16'"),
-    (["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"], "--method: unknown method 'augmax'"),
+    # past argparse: the process imports the models and methods (about 4 s each; test_cli checks the same
+    # refusals in-process)
+    pytest.param(["train", "--dataset", "digits", "--arch", "vgg16", "--method", "standard"],
+                 "--arch: unknown architecture 'vgg16'", marks=pytest.mark.slow),
+    pytest.param(["train", "--dataset", "digits", "--arch", "wrn16_1", "--method", "augmax"],
+                 "--method: unknown method 'augmax'", marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("argv,needle", BAD_ARGS, ids=[" ".join(a[:2]) + f"-{i}" for i, (a, _) in enumerate(BAD_ARGS)])
+@pytest.mark.parametrize("argv,needle", BAD_ARGS,
+                         ids=[" ".join(getattr(c, "values", c)[0][:2]) + f"-{i}" for i, c in enumerate(BAD_ARGS)])
 def test_bad_arguments_stop_with_one_message(clean_workdir, argv, needle):
     wd, env, store = clean_workdir
     before = snapshot(wd)

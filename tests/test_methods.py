@@ -258,6 +258,7 @@ def test_autoaugment_ops_act_per_image_when_batched():
         assert torch.equal(together, alone), op
 
 
+@pytest.mark.slow  # distribution test
 def test_autoaugment_grouped_matches_per_image_in_distribution():
     x = torch.rand(1, 3, 32, 32, generator=_gen(0)).expand(1500, 3, 32, 32).clone()
     base = (x * 255).round() / 255
@@ -272,6 +273,7 @@ def test_autoaugment_grouped_matches_per_image_in_distribution():
 # --------------------------------------------------------------------------- pgd
 
 
+@pytest.mark.slow
 def test_pgd_stays_in_ball_and_raises_loss(tiny):
     model = copy.deepcopy(tiny).eval()
     batch = _batch(16)

@@ -270,7 +270,7 @@ def test_tensor_warps_equal_pil(name, size):
     _check_warp(*_compare(name, imgs, levels))
 
 
-@pytest.mark.parametrize("size", [32, 224])
+@pytest.mark.parametrize("size", [32, pytest.param(224, marks=pytest.mark.slow)])
 def test_every_rotation_angle_equals_pil(size):
     """All whole degrees AugMix draws (|angle| <= 29) and beyond, Pillow's 90/180/270-degree
     transposes included, in one batch (one plan per angle)."""

@@ -15,6 +15,8 @@ from augmix import pipeline, tracking
 
 from conftest import REPO, SMOKE_PARAMS
 
+pytestmark = pytest.mark.slow  # real dvc repro / snakemake runs of the smoke config
+
 CELLS = [("digits", "wrn16_1", "standard", "seed1"), ("digits", "wrn16_1", "augmix", "seed1")]
 
 

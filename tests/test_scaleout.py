@@ -20,6 +20,8 @@ from conftest import REPO, SMOKE_PARAMS
 from support import services
 from support.workers import concurrent_stage_runs
 
+pytestmark = pytest.mark.slow  # PostgreSQL-backed MLflow server, SLURM submissions through Snakemake
+
 PROFILE = "workflow/profiles/slurm"
 PAPER = yaml.safe_load((REPO / "params.yaml").read_text())
 N_SEEDS = len(PAPER["grid"]["seeds"])

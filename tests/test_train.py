@@ -98,6 +98,7 @@ def _state(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+@pytest.mark.slow  # interrupts and resumes a training run
 @pytest.mark.parametrize("backend", ["tensor", "pil"])
 def test_interrupted_run_resumes_bit_identical(tmp_path, digits, backend, capsys):
     small = {"subset.train": 96, "archs.wrn16_1.epochs": 3, "archs.wrn16_1.batch_size": 32,
@@ -274,6 +275,7 @@ def test_compiled_first_shape_runs_other_shapes_eagerly():
     assert counters["stats"]["unique_graphs"] == 1  # compiled once, for the full batch only
 
 
+@pytest.mark.slow  # benchmark script
 def test_gpu_timing_script_trains_for_real_and_reports_the_wall_time(tmp_path):
     """workflow/scripts/gpu_measure.sh train100 (the #5 figure) at a CPU-sized scale."""
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
