@@ -78,7 +78,7 @@ def read_index(raw_dir: str | Path) -> dict:
     path = Path(raw_dir) / INDEX_FILE
     if not path.is_file():
         raise DataError(f"{path} not found: run `augmix download --dataset imagenet` first "
-                        f"(it checks data.imagenet_dir and records it)")
+                        f"(it checks datasets.imagenet.dir and records it)")
     return json.loads(path.read_text())
 
 
