@@ -24,6 +24,7 @@ from augmix.corruptions.frost import (
     load_frost_textures,
 )
 from augmix.corruptions.official import OFFICIAL, fetch_official_cifar_c
+from augmix.errors import DataError
 
 NAMES = ["gaussian_noise", "glass_blur", "contrast"]
 
@@ -268,16 +269,16 @@ def test_official_offline_archive(tmp_path):
 
 
 def test_official_missing_and_bad_checksum(tmp_path):
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         fetch_official_cifar_c("cifar100", tmp_path, download=False)
     msg = str(err.value)
     assert "CIFAR-100-C.tar" in msg and "3555552" in msg and str(tmp_path) in msg
     _fake_archive(tmp_path / "CIFAR-10-C.tar", "CIFAR-10-C")
     with pytest.raises(
-        ValueError, match="size"
+        DataError, match="size"
     ):  # the published size and hash apply by default
         fetch_official_cifar_c("cifar10", tmp_path, download=False)
-    with pytest.raises(ValueError, match="SHA-256"):
+    with pytest.raises(DataError, match="SHA-256"):
         fetch_official_cifar_c(
             "cifar10", tmp_path, download=False, expected_sha256="0" * 64
         )
@@ -288,7 +289,7 @@ def test_official_missing_and_bad_checksum(tmp_path):
 
 def test_official_rejects_unsafe_members(tmp_path):
     sha = _fake_archive(tmp_path / "CIFAR-10-C.tar", "CIFAR-10-C", bad_member=True)
-    with pytest.raises(ValueError, match="unsafe"):
+    with pytest.raises(DataError, match="unsafe"):
         fetch_official_cifar_c("cifar10", tmp_path, download=False, expected_sha256=sha)
     assert not (tmp_path / "CIFAR-10-C").exists()
 

@@ -105,7 +105,8 @@ def test_every_table_row_covers_a_distinct_part_of_the_params():
 
 def test_readme_param_changes_name_real_keys_with_valid_values():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    found = re.findall(r"-S '?([a-z_.0-9]+)=([^' \n]+)'?", README)
+    lines = [line.strip() for line in README.splitlines() if line.strip().startswith("dvc exp run")]
+    found = [f for line in lines for f in re.findall(r"-S '?([a-z_.0-9]+)=([^' \n`]+)'?", line)]
     assert len(found) >= 4
     for key, value in found:
         config.get(raw, key)  # the key exists where the README says

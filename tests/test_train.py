@@ -115,10 +115,12 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, digits, backend, capsys
     a, b = _state(tmp_path / "a" / "model.pt"), _state(tmp_path / "b" / "model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()  # finished: no resume point
     # A checkpoint from other params (a recipe key of this job) is not resumed from.
+    _train(params, "augmix", digits, tmp_path / "c", stop=1)
     other = _params(**small, **{"methods.augmix.severity": 4})
     capsys.readouterr()
-    _train(other, "augmix", digits, tmp_path / "a")
+    _train(other, "augmix", digits, tmp_path / "c")
     out = capsys.readouterr().out
     assert "ignoring checkpoint" in out and out.count("[train] epoch") == 3
 

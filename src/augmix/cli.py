@@ -64,7 +64,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         _stage("train").check_cell(params, args.dataset, args.arch, args.method)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "augmix", "train", "--params", str(args.params), "--dataset", args.dataset,
-               "--arch", args.arch, "--method", args.method, "--seed", str(seed)]
+               "--arch", args.arch, "--method", args.method, "--seed", str(seed),
+               *(["--stop-after-epoch", str(args.stop_after_epoch)] if args.stop_after_epoch else [])]
         rc = subprocess.run(cmd).returncode
         if rc:
             raise PipelineError(f"torchrun exited with status {rc}")
@@ -188,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=("auto", "augmix", "reference", "robustbench", "torchvision"),
                    help="--checkpoint's format (auto: detected, and said which)")
     p.add_argument("--sha256", default=None, help="refuse --checkpoint unless its SHA-256 is this")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's results folder)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the cell's; with --checkpoint: results/external/<file stem>)")
     p = add("evaluate-external", cmd_evaluate_external,
             "Evaluate a released model declared under external.<name> into results/external/<name>.")
     p.add_argument("--name", required=True, help="a key of the external section")
@@ -253,7 +255,21 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
 
+def _run_the_folders_code() -> None:
+    """A work folder (demo/, `augmix workdir`) holds a copy of the code, src/augmix, which its dvc.yaml
+    and Snakefile hash as each stage's dependencies: run that copy, so the code that runs is the code
+    they recorded (re-run `augmix workdir` or `make demo` to bring a folder up to date)."""
+    here = Path.cwd() / "src" / "augmix" / "cli.py"
+    if not here.is_file() or here.resolve() == Path(__file__).resolve():
+        return
+    src = str(here.parent.parent.resolve())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)}
+    os.execve(sys.executable, [sys.executable, "-m", "augmix", *sys.argv[1:]], env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the console script: a work folder runs its own copy of the code
+        _run_the_folders_code()
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -9,6 +9,7 @@ import cycles (tests/test_imports.py keeps the package free of them)."""
 from __future__ import annotations
 
 import ast
+import hashlib
 from functools import cache
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def stage_files(stage: str) -> list[str]:
     """The files `augmix <stage>` runs, as paths relative to the work folder (src/augmix/...)."""
     files = closure("augmix.cli", f"augmix.stages.{STAGE_MODULES.get(stage, stage)}")
     return sorted(str(Path("src") / p.relative_to(SRC)) for p in files)
+
+
+def code_digest(stage: str) -> str:
+    """SHA-256 of the files `augmix <stage>` runs (their paths and bytes): a resume checkpoint written
+    by other code is not resumed from."""
+    h = hashlib.sha256()
+    for path in sorted(closure("augmix.cli", f"augmix.stages.{STAGE_MODULES.get(stage, stage)}")):
+        h.update(str(path.relative_to(SRC)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def graph() -> dict[str, set[str]]:

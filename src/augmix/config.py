@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -364,7 +365,7 @@ class TrainParams(Section):
 class ImageNetParams(Section):
     """ResNet-50 on ImageNet (REF imagenet.py): its own grid and recipe."""
 
-    datasets: list[Literal["imagenet"]]  # [] = no ImageNet jobs; [imagenet] adds them (datasets.imagenet.dir)
+    datasets: list[Name]  # image-folder datasets to run ([] = none); [imagenet] adds its jobs (datasets.imagenet.dir)
     archs: Annotated[list[Name], Field(min_length=1)]
     methods: Annotated[list[Name], Field(min_length=1)]
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
@@ -591,6 +592,18 @@ def _cross_checks(p: Params) -> list[str]:
             if name not in p.grid.datasets:
                 out.append(f"ablation.datasets[{i}]: {name} is not in grid.datasets (its data and -C set come "
                            f"from the grid's download and corrupt jobs)")
+    for key, values in (("grid.datasets", p.grid.datasets), ("grid.archs", p.grid.archs),
+                        ("grid.methods", p.grid.methods), ("grid.seeds", p.grid.seeds),
+                        ("ablation.datasets", p.ablation.datasets), ("ablation.archs", p.ablation.archs),
+                        ("ablation.methods", p.ablation.methods), ("imagenet.datasets", p.imagenet.datasets),
+                        ("imagenet.archs", p.imagenet.archs), ("imagenet.methods", p.imagenet.methods),
+                        ("imagenet.seeds", p.imagenet.seeds), ("corruptions.names", p.corruptions.names),
+                        ("corruptions.severities", p.corruptions.severities),
+                        ("corruptions.perturbations", p.corruptions.perturbations),
+                        ("corruptions.bar", p.corruptions.bar)):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            out.append(f"{key}: {', '.join(repeated)} listed more than once")
     main = {(d, a, m) for d in p.grid.datasets for a in p.grid.archs for m in p.grid.methods}
     for d in p.ablation.datasets:
         for a in p.ablation.archs:
@@ -619,7 +632,8 @@ def _cross_checks(p: Params) -> list[str]:
         if entry.dataset not in p.datasets:
             out.append(f"external.{name}.dataset: no dataset {entry.dataset!r} in datasets")
         elif entry.dataset not in {*p.grid.datasets, *p.imagenet.datasets}:
-            out.append(f"external.{name}.dataset: {entry.dataset} has no jobs (add it to grid.datasets) to make its "
+            grid = "imagenet.datasets" if p.datasets[entry.dataset].source in FOLDER_SOURCES else "grid.datasets"
+            out.append(f"external.{name}.dataset: {entry.dataset} has no jobs (add it to {grid}) to make its "
                        f"data and -C set")
     for method in METHOD_PARAMS:
         for dataset in getattr(p.methods, method).per_dataset:
@@ -652,12 +666,28 @@ def _report(where: str, problems: list[str], what: str = "") -> str:
     return head + "".join(f"\n  {p}" for p in problems)
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats: `2e-06` (what `dvc exp run -S lr_min=2e-6` writes)
+    is a number, not the string YAML 1.1 makes of an exponent without a dot."""
+
+
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def loads_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=Yaml12Loader)
+
+
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file {path} not found (run from the work folder or pass --params)")
+        raise ConfigError(f"params file {path} not found (run from the work folder, or name the file)")
     try:
-        return yaml.safe_load(path.read_text())
+        return loads_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

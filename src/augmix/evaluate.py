@@ -18,6 +18,7 @@ from augmix import imagenet, io, metrics
 from augmix.config import Params
 from augmix.corruptions.imagenet_p import read_video
 from augmix.data import load_split
+from augmix.errors import DataError
 from augmix.predict import predict_logits
 
 
@@ -64,15 +65,18 @@ def evaluate_model(
         stacked = json.loads((c_dir / "severities.json").read_text())["severities"]
         missing = sorted(set(params.corruptions.severities) - set(stacked))
         if missing:
-            raise ValueError(f"corruptions.severities: {missing} not in {c_dir} (it holds {stacked}); re-run corrupt")
+            raise DataError(f"corruptions.severities: {missing} not in {c_dir} (it holds {stacked}); re-run corrupt")
         per = len(labels_all) // len(stacked)
+        # The released files hold every test image per severity: score the same first `subset.test`
+        # images the clean error uses (a generated set holds exactly those).
+        take = min(per, len(y))
         for name in params.corruptions.names:
             images = np.load(c_dir / f"{name}.npy", mmap_mode="r")
             if len(images) != len(labels_all):
-                raise ValueError(f"{c_dir / name}.npy has {len(images)} images, labels.npy {len(labels_all)}")
+                raise DataError(f"{c_dir / name}.npy has {len(images)} images, labels.npy {len(labels_all)}")
             for severity in params.corruptions.severities:
                 i = stacked.index(severity)
-                block = slice(i * per, (i + 1) * per)
+                block = slice(i * per, i * per + take)
                 lg = predict_logits(model, _to_tensor(images[block], device), bs)
                 rows.append({"benchmark": "c", "corruption": name, "severity": int(severity),
                              **_scores(lg, labels_all[block].astype(np.int64), params)})
@@ -202,7 +206,7 @@ def evaluate_folder_model(
         for name in params.corruptions.perturbations:
             videos = sorted(f for f in (p_dir / name).glob("*/*") if f.suffix in (".npy", ".mp4"))
             if not videos:
-                raise FileNotFoundError(f"no ImageNet-P videos in {p_dir / name}: re-run `augmix corrupt --dataset "
+                raise DataError(f"no ImageNet-P videos in {p_dir / name}: re-run `augmix corrupt --dataset "
                                         f"{identity['dataset']}` with corruptions.perturbations listing {name}")
             lg = [predict_logits(model, torch.from_numpy(read_video(f)).permute(0, 3, 1, 2).to(device),
                                  params.runtime.eval_batch_size).cpu().numpy() for f in videos]

@@ -37,10 +37,14 @@ from pydantic import BaseModel
 from augmix import config
 from augmix.config import FOLDER_SOURCES, Params
 
+# Key groups; dvc.yaml's writer (workflow/scripts/write_dvc_yaml.py) and train.NUMERICS use these.
 TRAIN_NUMERICS = ("train.bf16", "train.channels_last", "train.compile", "train.compile_mode",
                   "train.cudnn_benchmark", "train.threads")
-EVAL_KEYS = ("corruptions.names", "corruptions.severities", "corruptions.perturbations", "corruptions.bar",
-             "corruptions.natural", "eval.calib_bin_size", "eval.calib_mode", "train.threads", "subset.test")
+CORRUPT_KEYS = ("corruptions.source", "corruptions.names", "corruptions.severities", "corruptions.perturbations",
+                "corruptions.seed", "subset.test")
+EVAL_KEYS = ("corruptions.names", "corruptions.severities", "corruptions.perturbations", "eval.calib_bin_size",
+             "eval.calib_mode", "train.threads", "subset.test")
+CIFAR_SHIFTS = ("corruptions.bar", "corruptions.natural")  # -C-bar and CIFAR-10.1: CIFAR-format data only
 FOLDER_SIZES = ("imagenet.image_size", "imagenet.resize")
 
 
@@ -72,11 +76,9 @@ def _download(job: Job, params: Params) -> list[str]:
 
 
 def _corrupt(job: Job, params: Params) -> list[str]:
-    keys = [f"datasets.{job.dataset}.source", "corruptions.source", "corruptions.names", "corruptions.severities",
-            "corruptions.perturbations", "corruptions.seed", "corruptions.bar", "corruptions.natural", "subset.test"]
     if _folder(params, job.dataset):
-        keys += [f"datasets.{job.dataset}.c_dir", *FOLDER_SIZES]
-    return keys
+        return [f"datasets.{job.dataset}.source", *CORRUPT_KEYS, f"datasets.{job.dataset}.c_dir", *FOLDER_SIZES]
+    return [f"datasets.{job.dataset}.source", *CORRUPT_KEYS, *CIFAR_SHIFTS]
 
 
 def _train(job: Job, params: Params) -> list[str]:
@@ -89,12 +91,13 @@ def _train(job: Job, params: Params) -> list[str]:
 
 
 def _evaluate(job: Job, params: Params) -> list[str]:
-    return [f"datasets.{job.dataset}.source", *EVAL_KEYS, *(FOLDER_SIZES if _folder(params, job.dataset) else ())]
+    kind = FOLDER_SIZES if _folder(params, job.dataset) else CIFAR_SHIFTS
+    return [f"datasets.{job.dataset}.source", *EVAL_KEYS, *kind]
 
 
 def _external(job: Job, params: Params) -> list[str]:
-    # One stage serves CIFAR-format and image-folder datasets, so the crop sizes are always declared.
-    return [f"external.{job.name}", f"datasets.{job.dataset}.source", *EVAL_KEYS, *FOLDER_SIZES]
+    # One stage serves CIFAR-format and image-folder datasets, so both kinds' keys are declared.
+    return [f"external.{job.name}", f"datasets.{job.dataset}.source", *EVAL_KEYS, *CIFAR_SHIFTS, *FOLDER_SIZES]
 
 
 def _report(job: Job, params: Params) -> list[str]:

@@ -15,8 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from augmix import config, experiments, io, tracking
 from augmix.errors import PipelineError
 
@@ -92,7 +90,7 @@ def prepare_workdir(repo: Path, workdir: Path, overlay: Path | None) -> Path:
     composed."""
     repo, workdir = Path(repo).resolve(), Path(workdir).resolve()
     text = config.compose_text(repo / "params.yaml", overlay) if overlay else (repo / "params.yaml").read_text()
-    config.parse(yaml.safe_load(text), where=str(overlay or repo / "params.yaml"))  # validate before copying
+    config.parse(config.loads_yaml(text), where=str(overlay or repo / "params.yaml"))  # validate before copying
     workdir.mkdir(parents=True, exist_ok=True)
     for name in PIPELINE_FILES:
         if (repo / name).exists():

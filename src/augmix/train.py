@@ -1,10 +1,11 @@
 """Training: the dataset on the device, batched augmentation, per-step cosine, exact resume.
 
-The recipe is REF cifar.py: SGD with Nesterov momentum 0.9, weight decay on all
-parameters, batch 128 shuffled with the last partial batch kept, cosine from lr to 1e-6 stepped every
-iteration. Randomness: the shuffle, the flip/crop and the method's draws all come from generators
-seeded by (seed, epoch, step or sample index), so a run resumed at an epoch boundary replays exactly
-what an uninterrupted run would have done.
+The recipe is the architecture's `archs.<arch>` section (REF cifar.py: SGD with Nesterov momentum,
+weight decay on all parameters, shuffled batches with the last partial batch kept, cosine from lr to
+its floor stepped every iteration) or, for image-folder data, `imagenet.recipe` (REF imagenet.py).
+Randomness: the shuffle, the flip/crop and the method's draws all come from generators seeded by
+(seed, epoch, step or sample index), so a run resumed at an epoch boundary replays exactly what an
+uninterrupted run would have done.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from augmix import io
+from augmix import io, jobs
 from augmix.config import FOLDER_SOURCES
 from augmix.data import num_classes
 from augmix.device import pick_device
@@ -32,7 +33,7 @@ from augmix.rng import derive_seed
 from augmix.sources import SOURCES, Run
 from augmix.training_methods import METHODS, method_hparams
 
-NUMERICS = ("bf16", "channels_last", "compile", "compile_mode", "cudnn_benchmark", "threads")  # train.*
+NUMERICS = tuple(k.removeprefix("train.") for k in jobs.TRAIN_NUMERICS)  # the training numerics a job declares
 
 
 def cosine_factor(step: int, total: int, floor_ratio: float) -> float:
@@ -49,7 +50,7 @@ def step_decay_factor(epoch: int, epochs: int) -> float:
 
 @dataclass(frozen=True)
 class Recipe:
-    """What the optimiser and schedule need, from `optim` + `archs` (CIFAR) or `imagenet`."""
+    """What the optimiser and schedule need, from `archs.<arch>` (CIFAR) or `imagenet.recipe`."""
 
     epochs: int
     batch_size: int
@@ -235,7 +236,7 @@ def train(
     start_epoch, seconds_before = 0, 0.0
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state.get("fingerprint") == fingerprint:
+        if state.get("fingerprint") == fingerprint and int(state["epoch"]) < recipe.epochs:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             # Unlike REF, the schedule is restored too (REF restarts the cosine on resume).
@@ -246,7 +247,7 @@ def train(
             for row in log:  # this run's history is complete even when it resumed
                 run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         else:
-            print(f"[train] ignoring checkpoint {checkpoint}: it belongs to other params", flush=True)
+            print(f"[train] ignoring checkpoint {checkpoint}: other params or code, or a finished run", flush=True)
     run.resumed(start_epoch, seconds_before)
 
     bf16 = cuda and numerics["bf16"]
@@ -265,7 +266,7 @@ def train(
                            desc=f"epoch {epoch + 1}/{recipe.epochs}", every=params.runtime.log_every)
         loss_sum, seen = train_epoch(forward, optimizer, scheduler, batches, step_fn, hp, seed=seed,
                                      epoch=epoch, device=device)
-        test_error = data.test_error(model, bf16)
+        test_error = data.test_error(model, False)  # float32, as evaluation (bf16 coarsens logits)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": float(loss_sum) / seen, "test_error": test_error,
                "seconds": time.monotonic() - ep_start}
@@ -292,6 +293,7 @@ def train(
                     "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                     "params": job_params}, f)
     io.write_csv(out_dir / "train_log.csv", pd.DataFrame(log))
+    checkpoint.unlink(missing_ok=True)  # finished: a forced re-run (dvc repro -f) trains afresh
     return {"dataset": dataset, "arch": arch, "method": method, "seed": seed, "epochs": recipe.epochs,
             "n_train": n, "n_test": data.n_test, "world_size": dist.world,
             "final_test_error": log[-1]["test_error"], "final_train_loss": log[-1]["train_loss"],

@@ -201,7 +201,8 @@ def section_for(section: Any, dataset: str) -> Any:
     override = section.per_dataset.get(dataset)
     if override is None:
         return section
-    return section.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
+    return section.model_copy(update={k: getattr(override, k) for k in override.model_fields_set
+                                      if getattr(override, k) is not None})
 
 
 def method_hparams(params: Any, method: str, dataset: str) -> Any:

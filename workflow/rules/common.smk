@@ -4,9 +4,8 @@
 import re
 
 from augmix import codedeps, jobs
-from augmix import config as augmix_config
 
-PARAMS = augmix_config.parse(config, where="the Snakemake config (params.yaml and --config)")
+PARAMS = augmix_config.parse(RAW, where="params.yaml")
 DATA = PARAMS.data.root
 
 

@@ -11,21 +11,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from augmix import codedeps
+from augmix import codedeps, jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = ".augmix/params-ok"
 REPORT_PLOTS = "report/plots"  # augmix report's figures (PNG), inside the report stage's output
 
-# Per stage: the params keys with ${item.*} where the job table has the identity (the same lists as
-# augmix.jobs.KEYS; tests/test_dag.py resolves every job and compares).
-TRAIN_NUMERICS = ["train.bf16", "train.channels_last", "train.compile", "train.compile_mode",
-                  "train.cudnn_benchmark", "train.threads"]
-EVAL = ["corruptions.names", "corruptions.severities", "corruptions.perturbations", "corruptions.bar",
-        "corruptions.natural", "eval.calib_bin_size", "eval.calib_mode", "train.threads", "subset.test"]
-CORRUPT = ["corruptions.source", "corruptions.names", "corruptions.severities", "corruptions.perturbations",
-           "corruptions.seed", "corruptions.bar", "corruptions.natural", "subset.test"]
-FOLDER_SIZES = ["imagenet.image_size", "imagenet.resize"]
+# The key groups of augmix.jobs, spelled with ${item.*} where the job table has the identity
+# (tests/test_dag.py resolves every job and compares with jobs.keys).
+TRAIN_NUMERICS = list(jobs.TRAIN_NUMERICS)
+EVAL = list(jobs.EVAL_KEYS)
+CORRUPT = list(jobs.CORRUPT_KEYS)
+CIFAR_SHIFTS = list(jobs.CIFAR_SHIFTS)
+FOLDER_SIZES = list(jobs.FOLDER_SIZES)
 SECTIONS_CHECKED = ["grid", "ablation", "datasets", "archs", "methods", "train", "imagenet", "subset",
                     "corruptions", "eval", "external"]
 
@@ -58,7 +56,7 @@ def cell_stage(name: str, stage: str, grid: str, *, folder: bool) -> str:
           y: test_error
 """
     else:
-        params = ["datasets.${item.dataset}.source", *EVAL, *(FOLDER_SIZES if folder else [])]
+        params = ["datasets.${item.dataset}.source", *EVAL, *(FOLDER_SIZES if folder else CIFAR_SHIFTS)]
         deps = [CHECK, f"results/{item}/model.pt", "${data.root}/raw/${item.dataset}",
                 "${data.root}/corrupted/${item.dataset}", *code]
         outs = f"""    outs:
@@ -88,7 +86,8 @@ def data_stage(name: str, stage: str, over: str, *, folder: bool) -> str:
         deps = [CHECK, *code]
         out = "${data.root}/raw/${item}"
     else:
-        params = ["datasets.${item}.source", *CORRUPT, *(["datasets.${item}.c_dir", *FOLDER_SIZES] if folder else [])]
+        params = ["datasets.${item}.source", *CORRUPT,
+                  *(["datasets.${item}.c_dir", *FOLDER_SIZES] if folder else CIFAR_SHIFTS)]
         deps = [CHECK, "${data.root}/raw/${item}", *code]
         out = "${data.root}/corrupted/${item}"
     return f"""  {name}:
@@ -105,7 +104,7 @@ def data_stage(name: str, stage: str, over: str, *, folder: bool) -> str:
 def external_stage() -> str:
     code = codedeps.stage_files("external")
     deps = [CHECK, "${item.file}", "${data.root}/raw/${item.dataset}", "${data.root}/corrupted/${item.dataset}", *code]
-    params = ["external.${key}", "datasets.${item.dataset}.source", *EVAL, *FOLDER_SIZES]
+    params = ["external.${key}", "datasets.${item.dataset}.source", *EVAL, *CIFAR_SHIFTS, *FOLDER_SIZES]
     out = "results/external/${key}"
     return f"""  # Released models (external: {{}} adds no job), evaluated by the evaluate stage's code.
   evaluate_external:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from augmix import io
+from augmix.errors import DataError
 
 from .functions import ALL_CORRUPTIONS
 
@@ -46,15 +47,15 @@ _DONE = ".complete"
 
 
 def verify_archive(path: Path, *, sha256: str, size: int | None) -> None:
-    """Raise ValueError unless the file has the expected size (when given) and SHA-256."""
+    """Raise DataError unless the file has the expected size (when given) and SHA-256."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        raise ValueError(
+        raise DataError(
             f"{path}: size {actual_size} bytes, expected {size}; the file is incomplete or wrong"
         )
     digest = io.file_digest(path, "sha256")
     if digest != sha256:
-        raise ValueError(
+        raise DataError(
             f"{path}: SHA-256 {digest}, expected {sha256}; delete it and fetch again"
         )
 
@@ -84,12 +85,12 @@ def _safe_extract(archive: Path, dest: Path, folder: str) -> Path:
             for m in tar.getmembers():
                 p = Path(m.name)
                 if p.is_absolute() or ".." in p.parts or not (m.isfile() or m.isdir()):
-                    raise ValueError(f"{archive}: refusing unsafe member {m.name!r}")
+                    raise DataError(f"{archive}: refusing unsafe member {m.name!r}")
                 members.append(m)
             tar.extractall(staging, members=members)
         root = staging / folder
         if not root.is_dir():
-            raise ValueError(f"{archive}: expected a top-level folder {folder}/")
+            raise DataError(f"{archive}: expected a top-level folder {folder}/")
         _check_layout(root)
         if final.exists():
             shutil.rmtree(final)
@@ -103,11 +104,11 @@ def _safe_extract(archive: Path, dest: Path, folder: str) -> Path:
 def _check_layout(root: Path) -> None:
     labels = np.load(root / "labels.npy", mmap_mode="r")
     if labels.ndim != 1 or labels.shape[0] % 5:
-        raise ValueError(f"{root}/labels.npy: shape {labels.shape}, expected (5 * N,)")
+        raise DataError(f"{root}/labels.npy: shape {labels.shape}, expected (5 * N,)")
     for name in ALL_CORRUPTIONS:
         path = root / f"{name}.npy"
         if not path.is_file():
-            raise ValueError(f"{root}: missing {name}.npy")
+            raise DataError(f"{root}: missing {name}.npy")
         arr = np.load(path, mmap_mode="r")
         if (
             arr.dtype != np.uint8
@@ -115,7 +116,7 @@ def _check_layout(root: Path) -> None:
             or arr.shape[0] != labels.shape[0]
             or arr.shape[-1] != 3
         ):
-            raise ValueError(
+            raise DataError(
                 f"{path}: {arr.dtype} {arr.shape}, expected uint8 ({labels.shape[0]}, H, W, 3)"
             )
 
@@ -132,7 +133,7 @@ def fetch_official_cifar_c(
     """Make `<dest>/CIFAR-10-C` (or CIFAR-100-C) available and return its path.
 
     Uses `<dest>/CIFAR-10-C.tar` if the user placed it there (offline); otherwise downloads it
-    from Zenodo when `download` is true; otherwise raises FileNotFoundError saying which file to
+    from Zenodo when `download` is true; otherwise raises DataError saying which file to
     put where. The archive is verified (size and SHA-256) before extraction. expected_sha256 /
     expected_size override the published values (for tests with small archives; pass
     expected_size=None together with a custom hash to skip the size check).
@@ -150,9 +151,10 @@ def fetch_official_cifar_c(
     archive = dest / info["file"]
     if not archive.is_file():
         if not download:
-            raise FileNotFoundError(
+            raise DataError(
                 f"{archive} not found. Download {info['file']} ({info['size']:,} bytes, SHA-256 "
-                f"{info['sha256']}) from {info['record']} and place it at {archive}, or call with download=True."
+                f"{info['sha256']}) from {info['record']} and place it at {archive}, or set data.download: true "
+                f"to fetch it."
             )
         _download(info["url"], archive, progress)
     verify_archive(archive, sha256=sha, size=size)

@@ -26,6 +26,10 @@ def problems(params: Params, root: Path = Path(".")) -> list[str]:
         if name not in corruptions.CORRUPTIONS:
             out.append(f"corruptions.names[{i}]: unknown corruption {name!r} "
                        f"(known: {', '.join(corruptions.CORRUPTIONS)})")
+    for i, name in enumerate(params.corruptions.bar):
+        if name not in corruptions.CBAR_CORRUPTIONS:
+            out.append(f"corruptions.bar[{i}]: unknown -C-bar corruption {name!r} "
+                       f"(known: {', '.join(corruptions.CBAR_CORRUPTIONS)})")
     for i, name in enumerate(params.corruptions.perturbations):
         if name not in corruptions.PERTURBATIONS:
             out.append(f"corruptions.perturbations[{i}]: unknown perturbation {name!r} "
@@ -38,6 +42,9 @@ def problems(params: Params, root: Path = Path(".")) -> list[str]:
     used = {*params.grid.datasets, *(params.ablation.datasets if params.ablation.methods else [])}
     for name in sorted(used):
         entry = params.datasets[name]
+        if params.corruptions.source == "official" and entry.source not in ("cifar10", "cifar100"):
+            out.append(f"corruptions.source: official -C files exist for CIFAR-10 and CIFAR-100 only, not "
+                       f"{name} (datasets.{name}.source: {entry.source}); use corruptions.source: generate")
         if entry.source in ("folder", "npz") and not (root / entry.path).exists():
             out.append(f"datasets.{name}.path: {entry.path} not found (your {entry.source} dataset: see the "
                        f"README, 'Your own data')")
@@ -60,6 +67,10 @@ def run(params: Params, where: str, stamp: Path | None = None, root: Path = Path
         raise ConfigError(head + ("".join(f"\n  {p}" for p in found) if len(found) > 1 else ""))
     if stamp is not None:
         io.write_text(stamp, "params ok\n")  # constant: downstream jobs never re-run because of it
-    n = len(params.grid.datasets) * len(params.grid.archs) * len(params.grid.methods) * len(params.grid.seeds)
-    return (f"{where}: ok ({len(params.grid.datasets)} datasets x {len(params.grid.archs)} archs x "
-            f"{len(params.grid.methods)} methods x {len(params.grid.seeds)} seeds = {n} cells)")
+    g, a, i = params.grid, params.ablation, params.imagenet
+    n = len(g.datasets) * len(g.archs) * len(g.methods) * len(g.seeds)
+    extra = len(a.datasets) * len(a.archs) * len(a.methods) * len(g.seeds)
+    folders = len(i.datasets) * len(i.archs) * len(i.methods) * len(i.seeds)
+    return (f"{where}: ok ({len(g.datasets)} datasets x {len(g.archs)} archs x {len(g.methods)} methods x "
+            f"{len(g.seeds)} seeds = {n} cells; ablation {extra}, image-folder {folders}, "
+            f"released models {len(params.external)})")

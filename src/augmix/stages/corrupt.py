@@ -23,7 +23,7 @@ def run(params: Params, dataset: str) -> Path:
     out = layout.corrupted(params.data.root, dataset)
     job = Job("corrupt", dataset)
     with job_run(params, job) as (p, tracked):
-        check_names(p)
+        check_names(p, cifar=params.datasets[dataset].source not in FOLDER_SOURCES)
         device = pick_device(p.runtime.device)
         with io.atomic_dir(out) as tmp:
             (tmp / "C").mkdir()
@@ -40,11 +40,14 @@ def run(params: Params, dataset: str) -> Path:
     return out
 
 
-def check_names(p: Params) -> None:
-    """Corruption and perturbation names the code knows (the config schema does not import the tables)."""
-    for key, names, known in (("corruptions.names", p.corruptions.names, corruptions.CORRUPTIONS),
-                              ("corruptions.perturbations", p.corruptions.perturbations, corruptions.PERTURBATIONS),
-                              ("corruptions.bar", p.corruptions.bar, corruptions.CBAR_CORRUPTIONS)):
+def check_names(p: Params, *, cifar: bool = True) -> None:
+    """Corruption and perturbation names the code knows (the config schema does not import the tables);
+    -C-bar names only where a CIFAR-format job reads them."""
+    tables = [("corruptions.names", p.corruptions.names, corruptions.CORRUPTIONS),
+              ("corruptions.perturbations", p.corruptions.perturbations, corruptions.PERTURBATIONS)]
+    if cifar:
+        tables.append(("corruptions.bar", p.corruptions.bar, corruptions.CBAR_CORRUPTIONS))
+    for key, names, known in tables:
         for i, name in enumerate(names):
             if name not in known:
                 raise ConfigError(f"{key}[{i}]: unknown name {name!r} (known: {', '.join(known)})")
@@ -57,11 +60,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _build_device(device) -> str:
-    """The corruption builders' device: "cpu" runs the NumPy path (the reference's arithmetic), a GPU
-    the torch path, which writes the same bytes (exceptions on CUDA: docs/corruptions.md, "Randomness of
-    our builds")."""
-    return str(device)
+# The builders take the device as a string: "cpu" runs the NumPy path (the reference's arithmetic), a
+# GPU the torch path, which writes the same bytes (exceptions on CUDA: docs/corruptions.md, "Randomness
+# of our builds").
+
+
+def _test_split(p: Params, dataset: str):
+    return load_split(layout.raw(p.data.root, dataset), "test", p.subset.test)
 
 
 def _array_dataset(p: Params, dataset: str, tmp: Path, device) -> None:
@@ -77,17 +82,16 @@ def _array_dataset(p: Params, dataset: str, tmp: Path, device) -> None:
             _link_or_copy(src / f"{name}.npy", tmp / "C" / f"{name}.npy")
         stacked = [1, 2, 3, 4, 5]  # the released files always hold all five severities
     else:
-        x, y = load_split(layout.raw(p.data.root, dataset), "test", p.subset.test)
-        corruptions.build_c_set(x, y, tmp / "C", names=list(cp.names), severities=list(cp.severities),
-                                seed=cp.seed, table="cifar", device=_build_device(device))
+        corruptions.build_c_set(*_test_split(p, dataset), tmp / "C", names=list(cp.names),
+                                severities=list(cp.severities), seed=cp.seed, table="cifar", device=str(device))
         stacked = list(cp.severities)
-        if cp.perturbations:
-            corruptions.build_p_set(x, tmp / "P", names=list(cp.perturbations), seed=cp.seed)
     io.write_json(tmp / "C" / "severities.json", {"severities": stacked})
+    if cp.perturbations:  # -P: generated from the test images whatever the -C source (none were released)
+        corruptions.build_p_set(_test_split(p, dataset)[0], tmp / "P", names=list(cp.perturbations), seed=cp.seed)
     if cp.bar:  # -C-bar: generated from the same test images, all five severities (no official files exist)
-        x, y = load_split(layout.raw(p.data.root, dataset), "test", p.subset.test)
+        x, y = _test_split(p, dataset)
         corruptions.build_c_set(x, y, tmp / "C-bar", names=list(cp.bar), severities=list(SEVERITIES), seed=cp.seed,
-                                table="cifar", device=_build_device(device))
+                                table="cifar", device=str(device))
         io.write_json(tmp / "C-bar" / "severities.json", {"severities": list(SEVERITIES)})
     for name in cp.natural:
         NATURAL[name](p, dataset, tmp / "natural" / name)
@@ -134,7 +138,7 @@ def _folder_dataset(p: Params, dataset: str, tmp: Path, device) -> None:
         corruptions.build_imagenet_c_folder(
             images, [path.parent.name for path in val.paths], [path.name for path in val.paths], tmp / "C",
             names=list(cp.names), severities=list(cp.severities), seed=cp.seed, table="imagenet",
-            device=_build_device(device))
+            device=str(device))
     io.write_json(tmp / "C" / "severities.json", {"severities": list(cp.severities)})
     if cp.perturbations:  # ImageNet-P from the val images (lossless npy videos; mp4 is lossy)
         corruptions.build_imagenet_p_folder([(f.parent.name, f.name, f) for f in val.paths], tmp / "P",

@@ -28,12 +28,18 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *, mode
     """Evaluate the cell's model (or `model_path`, a file in one of `checkpoints.FORMATS`) into `out_dir`."""
     check_dataset(params, dataset)
     cell = layout.cell(dataset, arch, method, seed)
-    model_path = Path(model_path or cell / "model.pt")
-    if not model_path.exists() and model_path == cell / "model.pt":
-        raise DataError(f"model {model_path} not found: run `augmix train --dataset {dataset} --arch {arch} "
-                        f"--method {method} --seed {seed}` first, or pass --checkpoint")
-    return _evaluate(params, Job("evaluate", dataset, arch, method, seed), model_path, Path(out_dir or cell),
-                     label="ours", format=format, sha256=sha256)
+    if model_path is None:
+        model_path = cell / "model.pt"
+        if not model_path.exists():
+            raise DataError(f"model {model_path} not found: run `augmix train --dataset {dataset} --arch {arch} "
+                            f"--method {method} --seed {seed}` first, or pass --checkpoint")
+        return _evaluate(params, Job("evaluate", dataset, arch, method, seed), model_path, Path(out_dir or cell),
+                         label="ours", format=format, sha256=sha256)
+    # Another model file: never into our cell's folder (a DVC output); labelled by its file name.
+    model_path = Path(model_path)
+    out = Path(out_dir) if out_dir else layout.external(model_path.stem)
+    return _evaluate(params, Job("evaluate", dataset, arch, method, seed), model_path, out,
+                     label=model_path.stem, format=format, sha256=sha256)
 
 
 def run_external(params: Params, name: str) -> dict[str, Any]:
@@ -68,7 +74,7 @@ def _evaluate(params: Params, job: Job, model_path: Path, out_dir: Path, *, labe
                               f"{dataset}; the calibration error needs at least one bin (lower it)")
     identity = {"dataset": dataset, "arch": arch, "method": job.method, "seed": job.seed or 0, "model": label}
     with job_run(params, job) as (p, tracked):
-        check_names(p)
+        check_names(p, cifar=params.datasets[dataset].source not in FOLDER_SOURCES)
         if p.train.threads:
             torch.set_num_threads(p.train.threads)
         device = pick_device(p.runtime.device)

@@ -8,7 +8,7 @@ from typing import Any
 import torch.distributed
 import yaml
 
-from augmix import io, jobs, layout, train
+from augmix import codedeps, io, jobs, layout, train
 from augmix.config import FOLDER_SOURCES, Params
 from augmix.device import pick_device
 from augmix.errors import ConfigError
@@ -39,7 +39,8 @@ def run(params: Params, dataset: str, arch: str, method: str, seed: int, *,
     with job_run(params, job) as (p, tracked):
         result = train.train(p, job, raw_dir=layout.raw(params.data.root, dataset), out_dir=out,
                              checkpoint=layout.checkpoint(dataset, arch, method, seed),
-                             fingerprint=jobs.fingerprint(job, params), job_params=resolved, run=tracked,
+                             fingerprint=f"{jobs.fingerprint(job, params)}:{codedeps.code_digest('train')}",
+                             job_params=resolved, run=tracked,
                              stop_after_epoch=stop_after_epoch)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
