@@ -177,3 +177,11 @@ def test_grid_expands_to_every_cell_and_seed(workdir):
 
 def test_no_import_cycles_in_the_package():
     assert codedeps.cycles() == []
+
+
+@pytest.mark.slow
+def test_snakemake_refuses_config_values_the_jobs_would_not_see(tmp_path):
+    wd = pipeline.prepare_workdir(REPO, tmp_path / "wd", SMOKE_PARAMS)
+    out = subprocess.run(["snakemake", "-n", "--cores", "1", "--config", "subset={'train': 5, 'test': 5}"],
+                         cwd=wd, capture_output=True, text=True)
+    assert out.returncode != 0 and "--config / --configfile values do not reach the jobs" in out.stdout + out.stderr
