@@ -233,6 +233,12 @@ def test_report_figures_are_dvc_image_plots(workdir):
 
 
 @pytest.mark.slow
+def _file_urls_only(blocked: list[str]):
+    """A route handler (one argument: Playwright passes the request too to a handler that takes two)
+    that lets file: URLs through and aborts, and records, every other request."""
+    return lambda r: r.continue_() if r.request.url.startswith("file:") else (blocked.append(r.request.url), r.abort())
+
+
 def test_dvc_plots_show_draws_offline(workdir, tmp_path):
     reason = browser.missing()
     if reason:
@@ -248,8 +254,7 @@ def test_dvc_plots_show_draws_offline(workdir, tmp_path):
     for folder, drawn in ((out, 2), (stock, 0)):
         with browser.chromium() as tab:
             blocked: list[str] = []
-            tab.route("**/*", lambda r, blocked=blocked: (r.continue_() if r.request.url.startswith("file:")
-                                                          else (blocked.append(r.request.url), r.abort())))
+            tab.route("**/*", _file_urls_only(blocked))
             tab.goto((folder / "index.html").as_uri())
             tab.wait_for_load_state("load")
             marks = "document.querySelectorAll('.vega-embed .marks').length"  # vega's drawing, canvas or svg
