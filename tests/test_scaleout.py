@@ -144,7 +144,7 @@ def test_slurm_submissions_carry_the_profile_resources(paper_workdir, tmp_path):
         assert "--export" in flags and flags["--export"] == "ALL"  # MLFLOW_TRACKING_URI reaches the job
         assert flags["-D"] == str(wd)
     job = shlex.split(submissions["train"]["--wrap"])
-    assert "train:dataset=cifar10,arch=wrn40_2,method=augmix" in job
+    assert "train:dataset=cifar10,arch=wrn40_2,method=augmix,seed=1" in job
     assert not (wd / "results/cifar10/wrn40_2").exists()  # nothing ran locally
 
 
@@ -155,6 +155,8 @@ def imagenet_workdir(tmp_path_factory) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["imagenet"].update(datasets=["imagenet"], nproc=8)
     raw["datasets"]["imagenet"]["dir"] = str(tmp / "imagenet")
+    for split in ("train", "val"):  # the folder the check stage looks for (a plan reads no image)
+        (tmp / "imagenet" / split / "n01440764").mkdir(parents=True)
     (tmp / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return pipeline.prepare_workdir(REPO, tmp / "wd", tmp / "params.yaml")
 
@@ -199,7 +201,7 @@ def test_multi_gpu_imagenet_training_is_one_slurm_job_per_cell(imagenet_workdir,
     (flags,) = [_sbatch_flags(c["argv"]) for c in calls if c["tool"] == "sbatch"]
     assert flags["--gpus"] == "8" and flags["--cpus-per-gpu"] == "12" and flags["-t"] == "4320"
     assert "--cpus-per-task" not in flags
-    assert "imagenet_train:dataset=imagenet,arch=resnet50,method=augmix" in shlex.split(flags["--wrap"])
+    assert "imagenet_train:dataset=imagenet,arch=resnet50,method=augmix,seed=1" in shlex.split(flags["--wrap"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ def test_multi_gpu_imagenet_training_is_one_slurm_job_per_cell(imagenet_workdir,
 # --------------------------------------------------------------------------------------------
 
 PG_REASON = services.postgres_missing_reason()
-CELL_STAGE = "evaluate@digits-wrn16_1-standard"
+CELL_STAGE = "evaluate@digits-wrn16_1-standard-1"
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +246,7 @@ def test_pipeline_logs_to_a_postgresql_backed_server(server_pipeline):
     from mlflow.tracking import MlflowClient
 
     pg, server, work, wd, root = server_pipeline
-    assert (wd / "results/digits/wrn16_1/standard/metrics.json").is_file()
+    assert (wd / "results/digits/wrn16_1/standard/seed1/metrics.json").is_file()
     assert not (root / "mlflow.db").exists() and not (wd / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=server.url)
     exp = client.get_experiment_by_name("augmix")
