@@ -3,6 +3,8 @@ keys of augmix.jobs and the package files its command imports (augmix.codedeps).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -185,3 +187,15 @@ def test_snakemake_refuses_config_values_the_jobs_would_not_see(tmp_path):
     out = subprocess.run(["snakemake", "-n", "--cores", "1", "--config", "subset={'train': 5, 'test': 5}"],
                          cwd=wd, capture_output=True, text=True)
     assert out.returncode != 0 and "--config / --configfile values do not reach the jobs" in out.stdout + out.stderr
+
+
+def test_a_work_folders_code_names_the_checkout_it_was_copied_from(tmp_path):
+    """Provenance (metrics.json, MLflow tags) names the project's commit, not the work folder's own."""
+    wd = pipeline.prepare_workdir(REPO, tmp_path / "wd", SMOKE_PARAMS)
+    probe = "import json; from augmix import tracking; print(json.dumps(tracking.git_info()))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=wd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(wd / "src")})
+    folder = subprocess.run(["git", "rev-parse", "HEAD"], cwd=wd, capture_output=True, text=True).stdout.strip()
+    assert json.loads(out.stdout) == pipeline.tracking.git_info(REPO) and folder not in out.stdout
+    assert json.loads(out.stdout)["git_commit"] == subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()

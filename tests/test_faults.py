@@ -31,7 +31,7 @@ import pytest
 import torch
 import yaml
 
-from augmix import pipeline, tracking
+from augmix import config, pipeline, tracking
 from augmix.corruptions import BENCHMARK_CORRUPTIONS
 from augmix.corruptions.build import is_complete
 from augmix.data import Archive, DataError, fetch_cifar, load_split
@@ -550,7 +550,10 @@ def test_no_shell_strings_are_run():
 def test_no_unsafe_deserialisers_or_extraction():
     def unsafe(call: ast.Call) -> bool:
         name = dotted(call.func)
-        if name in ("yaml.load", "yaml.unsafe_load", "yaml.full_load", "eval", "exec"):
+        if name == "yaml.load":  # only with a loader that builds plain data (SafeLoader or ours on it)
+            loader = keyword(call, "Loader")
+            return loader is None or dotted(loader).rsplit(".", 1)[-1] not in SAFE_LOADERS
+        if name in ("yaml.unsafe_load", "yaml.full_load", "eval", "exec"):
             return True
         if name.endswith(".extractall"):
             # Tar member paths must be filtered (no ../ or absolute escapes): either tarfile's own
@@ -559,6 +562,10 @@ def test_no_unsafe_deserialisers_or_extraction():
         return False
 
     assert offenders(unsafe) == []
+    assert issubclass(config.Yaml12Loader, yaml.SafeLoader)  # ours adds YAML 1.2 floats, nothing else
+
+
+SAFE_LOADERS = ("SafeLoader", "CSafeLoader", "Yaml12Loader")
 
 
 def test_servers_bind_to_loopback():

@@ -67,6 +67,7 @@ def test_cpu_runs_are_deterministic_across_orchestrators(runs):
         a = json.loads((runs["dvc"] / "results" / "/".join(cell) / "metrics.json").read_text())
         b = json.loads((runs["snakemake"] / "results" / "/".join(cell) / "metrics.json").read_text())
         assert a == b, cell
+        assert a["provenance"]["git_commit"] == tracking.git_info(REPO)["git_commit"]  # the project's, not the folder's
 
 
 def test_mlflow_holds_parent_and_child_runs(runs):

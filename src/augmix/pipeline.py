@@ -102,6 +102,7 @@ def prepare_workdir(repo: Path, workdir: Path, overlay: Path | None) -> Path:
     if not (workdir / "params.yaml").exists() or not stamp.exists() or stamp.read_text() != text:
         io.write_text(workdir / "params.yaml", text)
         io.write_text(stamp, text)
+    io.write_text(workdir / tracking.SOURCE_STAMP, json.dumps(tracking.git_info(repo), sort_keys=True) + "\n")
     _git_backed(workdir)
     return workdir
 

@@ -15,6 +15,7 @@ compute stages' runs carry system metrics (CPU, memory, GPU: MLflow's sampler) a
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -83,14 +84,22 @@ def artifact_root() -> str:
     return (project_root() / "mlartifacts").as_uri()
 
 
-def git_info() -> dict[str, str]:
-    """The commit of the code that runs: the checkout this package is imported from (a work folder
-    is a Git repository of its own, holding a copy of the code only for the orchestrators' hashes)."""
-    where = str(Path(__file__).resolve().parents[2])
+# A work folder's copy of the code names the checkout it was copied from (pipeline.prepare_workdir):
+# the folder is a Git repository of its own, whose commits say nothing about which code it holds.
+SOURCE_STAMP = ".augmix/source.json"
+
+
+def git_info(where: Path | None = None) -> dict[str, str]:
+    """The commit of the code that runs: the checkout this package is imported from or, for a work
+    folder's copy, the checkout that copy was made from."""
+    where = Path(where) if where is not None else Path(__file__).resolve().parents[2]
+    stamp = where / SOURCE_STAMP
+    if stamp.is_file():
+        return json.loads(stamp.read_text())
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", "-C", where, *args], capture_output=True, text=True,
+            return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
                                   check=True).stdout.strip()
         except (subprocess.CalledProcessError, FileNotFoundError):
             return ""
