@@ -37,6 +37,18 @@ def repo() -> Path:
 
 
 @pytest.fixture()
+def one_torch_thread():
+    """Torch's CPU kernels (the corruption device path, zoom blur, the normals) on one thread: on a
+    busy two-core machine its second thread waits on other processes and those tests slow down tenfold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
 def tracking_env(tmp_path, monkeypatch):
     """Point MLflow at a fresh SQLite store in tmp_path (the real store, not a mock)."""
     root = tmp_path / "store"

@@ -11,7 +11,6 @@ import tarfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from augmix.corruptions import build as B
@@ -29,14 +28,7 @@ from augmix.errors import DataError
 NAMES = ["gaussian_noise", "glass_blur", "contrast"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Torch's CPU kernels (the device path, zoom blur, the normals) on one thread: on a busy
-    two-core machine its second thread waits on other processes and these tests slow down tenfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

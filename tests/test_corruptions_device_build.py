@@ -28,14 +28,7 @@ SMALL_BATCH = 256
 TORCH_CPU = torch.device("cpu")  # the torch (device) path, run on the CPU
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Torch's CPU kernels (the device path, zoom blur, the normals) on one thread: on a busy
-    two-core machine its second thread waits on other processes and these tests slow down tenfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

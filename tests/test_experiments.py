@@ -61,18 +61,12 @@ def completed(tmp_path_factory) -> Path:
     """A work folder of the smoke overlay after `dvc repro`, committed as `augmix demo` commits."""
     tmp = tmp_path_factory.mktemp("experiments")
     (tmp / "store").mkdir()
-    old = os.environ.get("AUGMIX_PROJECT_ROOT")
-    os.environ["AUGMIX_PROJECT_ROOT"] = str(tmp / "store")
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUGMIX_PROJECT_ROOT", str(tmp / "store"))
         wd = pipeline.prepare_workdir(REPO, tmp / "base", SMOKE_OVERLAY)
         ok(["dvc", "repro"], wd)
         pipeline.commit(wd, "smoke run")
         yield wd
-    finally:
-        if old is None:
-            os.environ.pop("AUGMIX_PROJECT_ROOT", None)
-        else:
-            os.environ["AUGMIX_PROJECT_ROOT"] = old
 
 
 @pytest.fixture()

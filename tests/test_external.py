@@ -11,13 +11,13 @@ import subprocess
 
 import pytest
 import torch
-import yaml
 
 from augmix import pipeline
 from augmix.cli import main
 from augmix.models import build_model
 
 from conftest import REPO, SMOKE_OVERLAY
+from support.pipelines import repro, smoke_variant
 
 
 def reference_checkpoint(path, arch="wrn16_1", num_classes=10, seed=0):
@@ -108,16 +108,10 @@ def test_a_reference_checkpoint_is_evaluated_by_the_cli(folder, tmp_path, capsys
 def test_an_external_model_is_evaluated_by_dvc_and_reported(tmp_path):
     model = tmp_path / "released.pt"
     digest = reference_checkpoint(model, seed=3)
-    raw = yaml.safe_load(SMOKE_OVERLAY.read_text())
-    raw["external"] = {"released_wrn": {"label": "released AugMix WRN-16-1", "file": str(model), "sha256": digest,
-                                        "arch": "wrn16_1", "dataset": "digits", "method": "augmix",
-                                        "format": "reference"}}
-    overlay = tmp_path / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump(raw))
-    wd = pipeline.prepare_workdir(REPO, tmp_path / "wd", overlay)
-    env = {**os.environ, "AUGMIX_PROJECT_ROOT": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(["dvc", "repro"], cwd=wd, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    released = {"label": "released AugMix WRN-16-1", "file": str(model), "sha256": digest, "arch": "wrn16_1",
+                "dataset": "digits", "method": "augmix", "format": "reference"}
+    wd = smoke_variant(tmp_path, lambda raw: raw.update(external={"released_wrn": released}))
+    env = repro(wd, tmp_path)
     metrics = json.loads((wd / "results/external/released_wrn/metrics.json").read_text())
     assert metrics["model"] == "released AugMix WRN-16-1" and metrics["arch"] == "wrn16_1"
     report = (wd / "report/report.md").read_text()

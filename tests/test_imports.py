@@ -4,9 +4,10 @@
 each `import` and `from ... import` statement, at the top level or inside a function, becomes an
 edge to the module of ours it names (relative imports resolved; `from pkg import name` points at
 the submodule `pkg.name` where there is one, else at `pkg`). An edge to a package's `__init__` is
-not implied by importing a submodule, so a package may import its own submodules. `find_cycles`
-returns the strongly connected components of that graph with more than one module (or a module
-importing itself). To check another package, add its name to PACKAGES ("augmix" checks them all).
+not implied by importing a submodule, so a package may import its own submodules.
+`augmix.codedeps.find_cycles` returns the strongly connected components of that graph with more
+than one module (or a module importing itself). To check another package, add its name to
+PACKAGES ("augmix" checks them all).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import augmix
+from augmix.codedeps import find_cycles
 
 SRC = Path(augmix.__file__).resolve().parent.parent  # the folder holding the `augmix` package
 PACKAGES = ["augmix.corruptions"]
@@ -68,41 +70,6 @@ def import_graph(package: str) -> dict[str, set[str]]:
     files = _module_files(package)
     known = set(files)
     return {name: _targets(name, path, known) for name, path in files.items()}
-
-
-def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with a cycle (Tarjan), each sorted, in sorted order."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles = []
-
-    def visit(v: str) -> None:  # recursion depth is bounded by the number of modules
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1 or v in graph.get(v, ()):
-                cycles.append(sorted(component))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return sorted(cycles)
 
 
 @pytest.mark.parametrize("package", PACKAGES)

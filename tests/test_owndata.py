@@ -4,20 +4,19 @@ corrupts, trains and evaluates; bad folders and files stop with one line naming 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
-from augmix import data, owndata, pipeline
+from augmix import data, owndata
 from augmix.cli import main
 from augmix.config import OwnSource
 from augmix.errors import DataError
 
-from conftest import REPO, SMOKE_PARAMS
+from conftest import SMOKE_PARAMS
+from support.pipelines import repro, smoke_variant
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -111,17 +110,15 @@ def test_bad_npz_files(tmp_path):
 def test_an_image_folder_goes_through_the_whole_pipeline(tmp_path):
     """download -> corrupt -> train -> evaluate -> report, by DVC, on a three-class folder."""
     root = make_folder(tmp_path / "mine", n_train=20, n_test=10)
-    overlay = tmp_path / "overlay.yaml"
-    raw = yaml.safe_load((REPO / "tests/smoke/params.yaml").read_text())
-    raw["grid"]["datasets"] = ["mine"]
-    raw["ablation"]["datasets"] = ["mine"]
-    raw["datasets"] = {"mine": {"source": "folder", "path": str(root), "size": 32}}
-    raw["eval"] = {"calib_bin_size": 10}  # 30 test images: bins of 10
-    overlay.write_text(yaml.safe_dump(raw))
-    wd = pipeline.prepare_workdir(REPO, tmp_path / "wd", overlay)
-    env = {**os.environ, "AUGMIX_PROJECT_ROOT": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(["dvc", "repro"], cwd=wd, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    def mine(raw: dict) -> None:
+        raw["grid"]["datasets"] = ["mine"]
+        raw["ablation"]["datasets"] = ["mine"]
+        raw["datasets"] = {"mine": {"source": "folder", "path": str(root), "size": 32}}
+        raw["eval"] = {"calib_bin_size": 10}  # 30 test images: bins of 10
+
+    wd = smoke_variant(tmp_path, mine)
+    repro(wd, tmp_path)
 
     metrics = json.loads((wd / "results/mine/wrn16_1/augmix/seed1/metrics.json").read_text())
     assert metrics["dataset"] == "mine" and 0 <= metrics["corruption_error"] <= 1

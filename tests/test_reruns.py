@@ -149,9 +149,8 @@ def done(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("reruns")
     env_root = tmp / "store"
     env_root.mkdir()
-    old = os.environ.get("AUGMIX_PROJECT_ROOT")
-    os.environ["AUGMIX_PROJECT_ROOT"] = str(env_root)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUGMIX_PROJECT_ROOT", str(env_root))
         out = {}
         for runner, cmd in (("dvc", ["dvc", "repro"]), ("snakemake", ["snakemake", "--cores", "2"])):
             wd = pipeline.prepare_workdir(REPO, tmp / runner, SMOKE_OVERLAY)
@@ -159,11 +158,6 @@ def done(tmp_path_factory) -> dict[str, Path]:
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
             out[runner] = wd
         yield out
-    finally:
-        if old is None:
-            os.environ.pop("AUGMIX_PROJECT_ROOT", None)
-        else:
-            os.environ["AUGMIX_PROJECT_ROOT"] = old
 
 
 def dvc_changed(wd: Path) -> set[str]:

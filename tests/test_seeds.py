@@ -5,8 +5,6 @@ every result file says what made it (provenance)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -14,9 +12,7 @@ import pytest
 import torch
 import yaml
 
-from augmix import pipeline
-
-from conftest import REPO, SMOKE_OVERLAY
+from support.pipelines import repro, smoke_variant
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +20,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def two_seeds(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seeds")
-    raw = yaml.safe_load(SMOKE_OVERLAY.read_text())
-    raw["grid"]["seeds"] = [1, 2]
-    overlay = tmp / "overlay.yaml"
-    overlay.write_text(yaml.safe_dump(raw))
-    wd = pipeline.prepare_workdir(REPO, tmp / "wd", overlay)
-    env = {**os.environ, "AUGMIX_PROJECT_ROOT": str(tmp), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(["dvc", "repro"], cwd=wd, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return wd, env
+    wd = smoke_variant(tmp, lambda raw: raw["grid"].update(seeds=[1, 2]))
+    return wd, repro(wd, tmp)
 
 
 def test_two_seeds_give_two_models_and_the_report_aggregates_them(two_seeds):

@@ -4,7 +4,7 @@ top or inside a function, resolved to its file.
 A stage's code dependencies are the import closure of `augmix.cli` and its stage module
 (`stage_files`): the Snakefile declares them from here, dvc.yaml lists the same files (tests/test_dag.py
 checks they are equal), so editing a module re-runs exactly the stages that import it. `cycles` finds
-import cycles (tests/test_imports.py keeps the package free of them)."""
+import cycles (tests/test_dag.py keeps the package free of them)."""
 
 from __future__ import annotations
 
@@ -105,18 +105,21 @@ def graph() -> dict[str, set[str]]:
 
 
 def cycles() -> list[list[str]]:
-    """Strongly connected components with more than one module (or a module importing itself)."""
-    g = graph()
+    """The package's import cycles (`find_cycles` of `graph`)."""
+    return find_cycles(graph())
+
+
+def find_cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of `g` (Tarjan) with more than one module, or a module importing
+    itself: each sorted, in sorted order."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on: set[str] = set()
     out: list[list[str]] = []
-    counter = [0]
 
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
+    def visit(v: str) -> None:  # recursion depth is bounded by the number of modules
+        index[v] = low[v] = len(index)
         stack.append(v)
         on.add(v)
         for w in g.get(v, ()):
@@ -133,10 +136,10 @@ def cycles() -> list[list[str]]:
                 comp.append(w)
                 if w == v:
                     break
-            if len(comp) > 1:
+            if len(comp) > 1 or v in g.get(v, ()):
                 out.append(sorted(comp))
 
     for v in sorted(g):
         if v not in index:
             visit(v)
-    return out
+    return sorted(out)
